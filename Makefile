@@ -1,0 +1,72 @@
+# One entry point for people and CI. Every target creates the venv on first use.
+#   make deploy                  run the main job (deploy.yml) on the embedded default inventory
+#   make test                    lint + every pytest suite (unit, integration, Molecule scenarios)
+#   make lint | unit | integration
+#   make molecule [SCENARIO=base] run one scenario (all when SCENARIO is empty) straight through Molecule
+#   make images                  make sure a Docker engine runs and the test images exist
+#   make bench                   run the benchmarks (see bench/README.md)
+#   make lock                    re-resolve constraints.txt from requirements.txt
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SCENARIO ?=
+# The venv's bin first: ansible-*, molecule, sops and pytest all come from it.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+# sops otherwise asks GitHub for a newer version on every call.
+export SOPS_DISABLE_VERSION_CHECK := 1
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: help venv deploy test lint unit integration molecule images system-packages bench lock clean
+help:
+	@sed -n '1,9p' Makefile
+
+venv: $(STAMP)
+$(STAMP): requirements.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	touch $@
+
+deploy: $(STAMP)
+	$(BIN)/ansible-playbook deploy.yml
+
+lint: $(STAMP) system-packages
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	scripts/shellcheck-all
+	scripts/detect-private-key
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+integration: $(STAMP)
+	$(BIN)/pytest tests/integration
+
+# The README's test command. On a fresh machine it installs the system packages first.
+# Every scenario under molecule/ runs inside the one pytest run (tests/molecule collects them).
+test: system-packages lint images
+	$(BIN)/pytest tests
+
+molecule: $(STAMP) images
+	if [ -n "$(SCENARIO)" ]; then $(BIN)/molecule test -s "$(SCENARIO)"; else $(BIN)/molecule test --all; fi
+
+images: system-packages
+	scripts/ensure-test-images
+
+system-packages:
+	scripts/install-system-packages
+
+bench: $(STAMP)
+	for b in bench/bench_*.py; do $(BIN)/python "$$b"; done
+
+lock: $(STAMP)
+	$(BIN)/pip install --quiet --upgrade -r requirements.txt
+	{ sed -n '1,2p' constraints.txt; $(BIN)/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

@@ -1,0 +1,48 @@
+"""Shared pytest setup: make the in-repo collection importable and give tests the repo paths."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = REPO / ".venv" / "bin"
+
+# `ansible_collections.mmo_voxel.ops.plugins...` resolves through collections/ (a link to plugins/),
+# exactly as Ansible resolves it at run time.
+sys.path.insert(0, str(REPO / "collections"))
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    """The repository root."""
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def ansible_env() -> dict[str, str]:
+    """Environment for running ansible-* commands from this checkout in a subprocess."""
+    env = dict(os.environ)
+    env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["SOPS_DISABLE_VERSION_CHECK"] = "1"
+    env["ANSIBLE_NOCOLOR"] = "1"
+    env["ANSIBLE_FORCE_COLOR"] = "0"
+    # Tests target localhost (-i localhost, -c local): run modules with the venv's Python,
+    # not whatever interpreter discovery finds first on PATH (a pyenv shim, say).
+    env["ANSIBLE_PYTHON_INTERPRETER"] = sys.executable
+    return env
+
+
+@pytest.fixture(scope="session")
+def ansible_playbook() -> str:
+    """Path of the ansible-playbook executable of the venv (or PATH when run elsewhere)."""
+    candidate = VENV_BIN / "ansible-playbook"
+    found = str(candidate) if candidate.exists() else shutil.which("ansible-playbook")
+    if not found:
+        pytest.fail("ansible-playbook not found: run `make venv` first")
+    return found
