@@ -1,0 +1,459 @@
+"""Keep every SOPS file's age recipients in line with .sops.yaml and rotate data keys."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: sops_recipients
+short_description: Bring SOPS files' age recipients in line with .sops.yaml and rotate data keys
+version_added: 0.1.0
+description:
+  - Walks every file under O(root) that a creation rule of C(.sops.yaml) covers and, file by file,
+    brings its age recipients in line with the rule (C(sops updatekeys), which keeps the data key)
+    and rotates its data key (C(sops rotate)) when asked or when it is older than O(max_age_days).
+  - Optionally edits C(.sops.yaml) first, adding (onboarding) or removing (offboarding) one or more
+    age recipients. Comments and layout of C(.sops.yaml) are kept (ruamel.yaml round trip).
+  - Before anything is written, every file that will change is decrypted once in memory to prove
+    that the available age identities can read it; a bad key, a file no rule covers, a plaintext
+    file or a missing private key fails the task with nothing touched.
+  - Each file is changed through an encrypted temporary copy in the same directory, which is
+    verified (recipients as wanted, decrypts to the same content as before), fsynced and renamed
+    over the original. A run killed at any moment leaves every file whole; a re-run finishes.
+  - The date of each data-key rotation is recorded in O(ledger_file), because sops keeps none.
+  - Runs on the controller (use it with C(delegate_to) localhost or a local play) and needs the
+    sops binary, the Python libraries C(sopsy), C(ruamel.yaml) and C(PyYAML).
+  - Plaintext never appears in results or diffs; results carry paths, public keys and the
+    I(names) of secret values only.
+author:
+  - mmo_voxel operations
+attributes:
+  check_mode:
+    support: full
+    details: Lists the files and what would change; decrypts (in memory) to check access.
+  diff_mode:
+    support: partial
+    details: >-
+      Shows the .sops.yaml change and, per file, recipients and data-key rotation; never values.
+  idempotent:
+    support: partial
+    details: Idempotent unless O(rotate=always), or O(rotate=expired) finds an expired data key.
+options:
+  root:
+    description: Directory that holds C(.sops.yaml); creation rules match paths relative to it.
+    type: path
+    required: true
+  config_file:
+    description: The SOPS configuration, relative to O(root) unless absolute.
+    type: path
+    default: .sops.yaml
+  paths:
+    description:
+      - Limit the run to these files or directories (relative to O(root) unless absolute).
+      - A file named here that no creation rule covers is an error.
+      - Default is every file under O(root) that a creation rule covers.
+    type: list
+    elements: path
+    default: []
+  exclude:
+    description: Directory names never walked into.
+    type: list
+    elements: str
+    default: [.git, .venv, .cache, collections, node_modules, .tox]
+  add_recipients:
+    description:
+      - Age public keys (C(age1...)) to add to the rules chosen by O(rules) in C(.sops.yaml).
+      - Adding a recipient that is already there changes nothing.
+    type: list
+    elements: str
+    default: []
+  remove_recipients:
+    description:
+      - Age public keys to remove from every rule of C(.sops.yaml).
+      - A key that is in no rule is an error (typo protection); so is emptying a rule.
+    type: list
+    elements: str
+    default: []
+  rules:
+    description:
+      - Which creation rules O(add_recipients) goes to; each entry selects the rules whose
+        C(path_regex) contains it as a substring (for example C(inventories/staging)).
+      - Empty means every rule. An entry that selects no rule is an error.
+    type: list
+    elements: str
+    default: []
+  rotate:
+    description:
+      - V(always) gives every handled file a new data key.
+      - V(expired) rotates files whose data key is older than O(max_age_days) or whose rotation
+        date is unknown, and files that lose a recipient.
+      - V(never) only changes recipients, keeping data keys (C(sops updatekeys) semantics).
+    type: str
+    choices: [always, expired, never]
+    default: expired
+  max_age_days:
+    description: Maximum data-key age for O(rotate=expired). V(0) disables age-based rotation.
+    type: int
+    default: 90
+  ledger_file:
+    description: Where rotation dates are kept, relative to O(root) unless absolute.
+    type: path
+    default: .sops-rotation.yml
+  age_keyfile:
+    description:
+      - File with the age identities used to decrypt (E(SOPS_AGE_KEY_FILE)).
+      - sops 3.10+ also reads the default C(~/.config/sops/age/keys.txt), so this adds to the
+        operator's own key rather than replacing it.
+    type: path
+  age_key:
+    description: Age identities given directly (E(SOPS_AGE_KEY)). Never logged.
+    type: str
+  sops_binary:
+    description: Path of the sops binary; found on E(PATH) when not given.
+    type: path
+requirements:
+  - sops >= 3.9
+  - sopsy
+  - ruamel.yaml
+  - PyYAML
+notes:
+  - Only age recipients listed directly under a creation rule are managed; rules or files with
+    C(key_groups), PGP or cloud KMS keys are refused with an error.
+  - Removing a recipient cannot take back what it could read before; old ciphertext stays in git
+    history. RV(secret_names) lists what must be changed at its source.
+seealso:
+  - module: community.sops.sops_encrypt
+"""
+
+EXAMPLES = r"""
+- name: Onboard a new hire to staging and the local demo
+  mmo_voxel.ops.sops_recipients:
+    root: "{{ playbook_dir }}/.."
+    add_recipients:
+      - age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+    rules:
+      - inventories/staging
+      - inventories/local
+    rotate: never
+
+- name: Offboard a leaver, rotating every data key
+  mmo_voxel.ops.sops_recipients:
+    root: "{{ playbook_dir }}/.."
+    remove_recipients:
+      - age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+    rotate: always
+  register: offboard
+
+- name: Rotate data keys older than 90 days under operations/secrets
+  mmo_voxel.ops.sops_recipients:
+    root: /srv/ops
+    paths: [operations/secrets]
+    rotate: expired
+    max_age_days: 90
+"""
+
+RETURN = r"""
+config_changed:
+  description: Whether C(.sops.yaml) was (or would be) changed.
+  returned: always
+  type: bool
+recipients_added:
+  description: Labels of the creation rules that gained a recipient.
+  returned: always
+  type: list
+  elements: str
+recipients_removed:
+  description: Labels of the creation rules that lost a recipient.
+  returned: always
+  type: list
+  elements: str
+files:
+  description: Every file a creation rule covers within the run's scope, and what happened to it.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    path:
+      description: Path relative to O(root).
+      type: str
+    rule:
+      description: The creation rule covering the file.
+      type: str
+    changed:
+      description: Whether the file was (or would be) rewritten.
+      type: bool
+    added:
+      description: Recipients added to the file.
+      type: list
+      elements: str
+    removed:
+      description: Recipients removed from the file.
+      type: list
+      elements: str
+    rotated:
+      description: Whether the data key was (or would be) rotated.
+      type: bool
+    reasons:
+      description: Why the file changes, in words.
+      type: list
+      elements: str
+  sample:
+    - path: inventories/local/group_vars/all/secrets.sops.yml
+      rule: creation_rules[0] (path_regex '^inventories/local/.*\.sops\.ya?ml$')
+      changed: true
+      added: []
+      removed: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]
+      rotated: true
+      reasons: [remove 1 recipient(s), data key rotation requested]
+secret_names:
+  description:
+    - For every file that lost a recipient, the names (key paths) of its values, never the
+      values. After offboarding these must be changed at their source, because the old
+      ciphertext stays readable to the removed key in git history.
+  returned: always
+  type: dict
+  sample:
+    inventories/local/group_vars/all/secrets.sops.yml: [secret_discord_webhook_url]
+stale_temp_files_removed:
+  description: Encrypted temporary copies left by an interrupted earlier run, now removed.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import datetime as dt
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.mmo_voxel.ops.plugins.module_utils import sops_keys as sk
+
+
+def argument_spec() -> dict[str, Any]:
+    return {
+        "root": {"type": "path", "required": True},
+        "config_file": {"type": "path", "default": ".sops.yaml"},
+        "paths": {"type": "list", "elements": "path", "default": []},
+        "exclude": {"type": "list", "elements": "str", "default": list(sk.DEFAULT_EXCLUDES)},
+        "add_recipients": {"type": "list", "elements": "str", "default": []},
+        "remove_recipients": {"type": "list", "elements": "str", "default": []},
+        "rules": {"type": "list", "elements": "str", "default": []},
+        "rotate": {"type": "str", "choices": ["always", "expired", "never"], "default": "expired"},
+        "max_age_days": {"type": "int", "default": 90},
+        "ledger_file": {"type": "path", "default": ".sops-rotation.yml", "no_log": False},
+        "age_keyfile": {"type": "path", "no_log": False},
+        "age_key": {"type": "str", "no_log": True},
+        "sops_binary": {"type": "path"},
+    }
+
+
+class RecipientManager:
+    """Plans and applies recipient changes and rotations for one module run."""
+
+    def __init__(self, module: AnsibleModule) -> None:
+        self.module = module
+        params = module.params
+        self.root = Path(params["root"])
+        if not self.root.is_dir():
+            raise sk.SopsKeysError(f"root {self.root} is not a directory")
+        self.config_path = self._under_root(params["config_file"])
+        self.ledger_path = self._under_root(params["ledger_file"])
+        self.add = [key.strip() for key in params["add_recipients"]]
+        self.remove = [key.strip() for key in params["remove_recipients"]]
+        self.rotate = params["rotate"]
+        self.max_age_days = params["max_age_days"]
+        if self.max_age_days < 0:
+            raise sk.SopsKeysError(f"max_age_days must be 0 or more, got {self.max_age_days}")
+        self.result: dict[str, Any] = {
+            "changed": False,
+            "config_changed": False,
+            "recipients_added": [],
+            "recipients_removed": [],
+            "files": [],
+            "secret_names": {},
+            "stale_temp_files_removed": [],
+        }
+        self.runner: sk.SopsRunner | None = None
+
+    def _under_root(self, value: str) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else self.root / path
+
+    def validate_keys(self) -> None:
+        for option, keys in (("add_recipients", self.add), ("remove_recipients", self.remove)):
+            for key in keys:
+                error = sk.age_recipient_error(key)
+                if error:
+                    raise sk.SopsKeysError(f"{option}: {error}")
+        both = sorted(set(self.add) & set(self.remove))
+        if both:
+            raise sk.SopsKeysError(f"recipient(s) both added and removed: {', '.join(both)}")
+
+    def run(self) -> dict[str, Any]:
+        self.validate_keys()
+        config = sk.SopsConfig.load(self.config_path)
+        selected = config.select_rules(self.module.params["rules"])
+        for key in self.add:
+            self.result["recipients_added"] += config.add_recipient(key, selected)
+        for key in self.remove:
+            self.result["recipients_removed"] += config.remove_recipient(key)
+        new_config_text = config.dump() if (self.add or self.remove) else config.original_text
+        self.result["config_changed"] = new_config_text != config.original_text
+
+        limit = [self._under_root(p) for p in self.module.params["paths"]]
+        files = sk.walk_files(self.root, config, limit or None, self.module.params["exclude"])
+        used = {rule.index: rule for _, _, rule in files}
+        used.update({rule.index: rule for rule in selected})
+        config.validate(used[index] for index in sorted(used))
+        ledger = sk.load_ledger(self.ledger_path)
+        now = sk.utc_now()
+
+        work = self._plan(files, ledger, now)
+        self.result["changed"] = self.result["config_changed"] or bool(work)
+        if self.module._diff:
+            self.result["diff"] = self._diff(config, new_config_text, work)
+        if not self.module.check_mode:
+            self._apply(files, new_config_text, work, ledger, now)
+        return self.result
+
+    def _plan(
+        self,
+        files: list[tuple[Path, str, sk.CreationRule]],
+        ledger: dict[str, str],
+        now: dt.datetime,
+    ) -> list[tuple[Path, sk.FilePlan, list[str], str]]:
+        """Read-only: what each file needs, and proof that the available keys can read it."""
+        work: list[tuple[Path, sk.FilePlan, list[str], str]] = []
+        for path, rel, rule in files:
+            meta = sk.parse_sops_file(path)
+            if not meta.encrypted:
+                raise sk.SopsKeysError(
+                    f"{rel}: matches {rule.label} but is not SOPS-encrypted; encrypt it "
+                    "(sops encrypt -i) or move it out of the rule's path before re-keying"
+                )
+            if meta.other_key_types:
+                raise sk.SopsKeysError(
+                    f"{rel}: also encrypted with {', '.join(meta.other_key_types)}; only age "
+                    "recipients are managed here"
+                )
+            plan = sk.plan_file(
+                rel,
+                rule,
+                meta.recipients,
+                self.rotate,
+                self.max_age_days,
+                sk.parse_time(ledger.get(rel)),
+                now,
+            )
+            self.result["files"].append(
+                {
+                    "path": rel,
+                    "rule": rule.label,
+                    "changed": plan.changes,
+                    "added": plan.add,
+                    "removed": plan.remove,
+                    "rotated": plan.rotate,
+                    "reasons": plan.reasons,
+                }
+            )
+            if plan.remove:
+                self.result["secret_names"][rel] = meta.secret_names
+            if plan.changes:
+                try:
+                    digest = self._runner().decrypt_digest(path)
+                except sk.SopsCommandError as exc:
+                    raise sk.SopsKeysError(
+                        f"{rel}: cannot be decrypted with the available age identities, so it "
+                        f"cannot be re-keyed; nothing was changed. {exc}"
+                    ) from None
+                work.append((path, plan, list(rule.recipients), digest))
+        return work
+
+    def _runner(self) -> sk.SopsRunner:
+        if self.runner is None:
+            params = self.module.params
+            self.runner = sk.SopsRunner(
+                params["sops_binary"], params["age_keyfile"], params["age_key"]
+            )
+        return self.runner
+
+    def _apply(
+        self,
+        files: list[tuple[Path, str, sk.CreationRule]],
+        new_config_text: str,
+        work: list[tuple[Path, sk.FilePlan, list[str], str]],
+        ledger: dict[str, str],
+        now: dt.datetime,
+    ) -> None:
+        """Write: .sops.yaml first, so that any re-run finishes an interrupted run."""
+        directories = {path.parent for path, *_ in files}
+        directories |= {self.config_path.parent, self.ledger_path.parent}
+        for directory in sorted(directories):
+            for stale in sk.stale_temp_files(directory):
+                stale.unlink()
+                self.result["stale_temp_files_removed"].append(
+                    stale.relative_to(self.root).as_posix()
+                )
+        if self.result["config_changed"]:
+            sk.atomic_write(self.config_path, new_config_text.encode("utf-8"))
+        for path, plan, desired, digest in work:
+            sk.rekey_file(self._runner(), path, plan, desired, digest)
+            if plan.rotate:
+                ledger[plan.path] = sk.iso(now)
+                sk.atomic_write(self.ledger_path, sk.dump_ledger(ledger).encode("utf-8"))
+
+    def _diff(
+        self, config: sk.SopsConfig, new_text: str, work: list[tuple[Path, sk.FilePlan, Any, Any]]
+    ) -> list[dict[str, str]]:
+        """Public keys and rotation flags only; the values of secrets never appear."""
+        rel_config = self.config_path.name
+        diffs = []
+        if new_text != config.original_text:
+            diffs.append(
+                {
+                    "before_header": rel_config,
+                    "after_header": rel_config,
+                    "before": config.original_text,
+                    "after": new_text,
+                }
+            )
+        for _, plan, desired, _digest in work:
+            current = [r for r in desired if r not in plan.add] + plan.remove
+            diffs.append(
+                {
+                    "before_header": f"{plan.path} (sops metadata)",
+                    "after_header": f"{plan.path} (sops metadata)",
+                    "before": "age recipients:\n"
+                    + "".join(f"  - {r}\n" for r in sorted(current))
+                    + "data key: current\n",
+                    "after": "age recipients:\n"
+                    + "".join(f"  - {r}\n" for r in sorted(desired))
+                    + ("data key: rotated\n" if plan.rotate else "data key: current\n"),
+                }
+            )
+        return diffs
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if not sk.HAS_SOPSY:
+        module.fail_json(msg=missing_required_lib("sopsy"))
+    if not sk.HAS_RUAMEL:
+        module.fail_json(msg=missing_required_lib("ruamel.yaml"))
+    manager: RecipientManager | None = None
+    try:
+        manager = RecipientManager(module)
+        result = manager.run()
+    except (sk.SopsKeysError, OSError) as exc:
+        # What was already done (paths and public keys only) helps the operator; a re-run
+        # finishes the job because .sops.yaml is written first.
+        partial = manager.result if manager is not None else {}
+        prefix = "file system error: " if isinstance(exc, OSError) else ""
+        extra = {"exception": traceback.format_exc()} if isinstance(exc, OSError) else {}
+        module.fail_json(msg=f"{prefix}{exc}", **partial, **extra)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
