@@ -4,6 +4,7 @@
 #   make lint | unit | integration
 #   make molecule [SCENARIO=base] run one scenario (all when SCENARIO is empty) straight through Molecule
 #   make images                  make sure a Docker engine runs and the test images exist
+#   make drift [INVENTORY=inventories/production]  the drift check (exit 0 clean, 2 drift, 1 error)
 #   make bench                   run the benchmarks (see bench/README.md)
 #   make lock                    re-resolve constraints.txt from requirements.txt
 SHELL := /bin/bash
@@ -19,9 +20,9 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SOPS_DISABLE_VERSION_CHECK := 1
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv deploy test lint unit integration molecule images system-packages bench lock clean
+.PHONY: help venv deploy test lint unit integration molecule images system-packages drift bench lock clean
 help:
-	@sed -n '1,9p' Makefile
+	@sed -n '1,10p' Makefile
 
 venv: $(STAMP)
 $(STAMP): requirements.txt constraints.txt
@@ -39,6 +40,7 @@ lint: $(STAMP) system-packages
 	$(BIN)/ruff format --check .
 	scripts/shellcheck-all
 	scripts/detect-private-key
+	$(BIN)/python scripts/check-sops-encrypted
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
@@ -59,6 +61,10 @@ images: system-packages
 
 system-packages:
 	scripts/install-system-packages
+
+INVENTORY ?=
+drift: $(STAMP)
+	scripts/drift-check $(if $(INVENTORY),-i $(INVENTORY))
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(BIN)/python "$$b"; done

@@ -1,0 +1,244 @@
+"""scripts/drift-check end to end on localhost: exit codes, what the report names, no secrets.
+
+The declared configuration is tests/fixtures/drift/converge.yml (files in a temp directory);
+drift is made by hand between runs, as an operator's hand fix would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "drift"
+SCRIPT = REPO / "scripts" / "drift-check"
+SECRET = "tok-PLANTED-7f3c9a1e5d"  # noqa: S105  # planted on purpose: it must never show up
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, ansible_env: dict, ansible_playbook: str) -> dict:
+    """A converged localhost 'fleet' with its inventory, root directory and report directory."""
+    root = tmp_path / "root"
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "hosts": {
+                        "game-1": {
+                            "ansible_connection": "local",
+                            "drift_root": str(root),
+                            "drift_test_api_token": SECRET,
+                        }
+                    }
+                }
+            }
+        )
+    )
+    converge = subprocess.run(
+        [ansible_playbook, "-i", str(inventory), str(FIXTURES / "converge.yml")],
+        env=ansible_env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert converge.returncode == 0, converge.stdout + converge.stderr
+    return {
+        "root": root,
+        "inventory": inventory,
+        "reports": tmp_path / "reports",
+        "env": ansible_env,
+    }
+
+
+def drift_check(fleet: dict, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "-i",
+            str(fleet["inventory"]),
+            "--playbook",
+            str(FIXTURES / "check.yml"),
+            "--report-dir",
+            str(fleet["reports"]),
+            *extra,
+        ],
+        env=env or fleet["env"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def latest(fleet: dict) -> dict:
+    return json.loads((fleet["reports"] / "latest.json").read_text())
+
+
+def changed_tasks(report: dict, host: str = "game-1") -> dict[str, dict]:
+    return {
+        c["task"] + (f" ({c['item']})" if c["item"] else ""): c
+        for c in report["hosts"][host]["changes"]
+    }
+
+
+def everything_written(fleet: dict, result: subprocess.CompletedProcess) -> str:
+    files = [p.read_text() for p in fleet["reports"].iterdir() if p.is_file()]
+    return "\n".join([result.stdout, result.stderr, *files])
+
+
+def test_converged_host_is_clean(fleet: dict) -> None:
+    result = drift_check(fleet)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = latest(fleet)
+    assert report["summary"] == {
+        "hosts": 1,
+        "drifted": 0,
+        "errors": 0,
+        "changes": 0,
+        "status": "clean",
+    }
+    assert report["hosts"]["game-1"]["changes"] == []
+
+
+def test_each_kind_of_drift_is_reported_with_host_and_task(fleet: dict) -> None:
+    root = fleet["root"]
+    (root / "server.conf").write_text("tick_rate = 30\nmax_sessions = 999\n")  # content edited
+    (root / "admin.conf").chmod(0o644)  # mode loosened
+    (root / "beta").unlink()  # file removed
+    (root / "hidden.conf").write_text("changed by hand\n")  # drift under a no_log task
+
+    result = drift_check(fleet)
+    assert result.returncode == 2, result.stdout + result.stderr
+    report = latest(fleet)
+    assert report["summary"]["status"] == "drift"
+    tasks = changed_tasks(report)
+    assert set(tasks) == {
+        "Write the server config",
+        "Write the config that holds a secret",
+        "Write the file only a no_log task touches",
+        "Create the listed marker files (beta)",
+    }
+    server = tasks["Write the server config"]
+    assert server["action"] == "ansible.builtin.copy"
+    assert "-max_sessions = 999" in server["diff"]
+    assert "+max_sessions = 200" in server["diff"]
+    assert '-    "mode": "0644"' in tasks["Write the config that holds a secret"]["diff"]
+    hidden = tasks["Write the file only a no_log task touches"]
+    assert hidden["hidden"] is True
+    assert hidden["diff"] == ""
+    markdown = (fleet["reports"] / "latest.md").read_text()
+    assert "## game-1" in markdown
+    assert "Create the listed marker files` (beta)" in markdown
+
+
+def test_nothing_changes_on_the_host(fleet: dict) -> None:
+    (fleet["root"] / "server.conf").write_text("edited by hand\n")
+    assert drift_check(fleet).returncode == 2
+    assert (fleet["root"] / "server.conf").read_text() == "edited by hand\n"
+
+
+def test_planted_secret_never_reaches_output_or_report(fleet: dict) -> None:
+    # The secret's file drifts too, so its diff is in play; -vvv prints module arguments.
+    (fleet["root"] / "admin.conf").write_text(f"bearer = {SECRET}-old\n")
+    (fleet["root"] / "hidden.conf").write_text("x\n")
+    result = drift_check(fleet, "--", "-vvv")
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
+    written = everything_written(fleet, result)
+    assert SECRET not in written
+    assert "<redacted>" in written  # the diff line was there, its value was removed
+
+
+def test_unreachable_host_is_an_error(fleet: dict, tmp_path: Path) -> None:
+    inventory = json.loads(fleet["inventory"].read_text())
+    inventory["all"]["hosts"]["game-2"] = {
+        "ansible_host": "127.0.0.1",
+        "ansible_port": 1,
+        "ansible_connection": "ssh",
+        "drift_root": str(tmp_path / "other"),
+        "drift_test_api_token": SECRET,
+    }
+    fleet["inventory"].write_text(json.dumps(inventory))
+    result = drift_check(fleet)
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = latest(fleet)
+    assert report["hosts"]["game-2"]["status"] == "error"
+    assert report["hosts"]["game-2"]["unreachable"] is True
+    assert report["hosts"]["game-1"]["status"] == "clean"
+
+
+def test_a_run_that_cannot_start_is_an_error(fleet: dict, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    broken.write_text("- hosts: all\n  tasks: [\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "-i",
+            str(fleet["inventory"]),
+            "--playbook",
+            str(broken),
+            "--report-dir",
+            str(fleet["reports"]),
+        ],
+        env=fleet["env"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "did not run to the end" in result.stderr
+
+
+def test_reports_are_kept_to_the_limit_with_history(fleet: dict) -> None:
+    for _ in range(3):
+        assert drift_check(fleet, "--keep", "2").returncode == 0
+    assert len(list(fleet["reports"].glob("drift-*.json"))) <= 2
+    history = (fleet["reports"] / "history.jsonl").read_text().splitlines()
+    assert len(history) == 3
+    assert all(json.loads(line)["status"] == "clean" for line in history)
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Receiver.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_drift_posts_a_summary_to_discord(fleet: dict) -> None:
+    """A local HTTP receiver stands in for Discord's webhook."""
+    _Receiver.received = []
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = dict(fleet["env"])
+        env["DRIFT_DISCORD_WEBHOOK"] = f"http://127.0.0.1:{server.server_port}/api/webhooks/1/x"
+        assert drift_check(fleet, env=env).returncode == 0
+        assert _Receiver.received == []  # clean: nobody is paged
+        (fleet["root"] / "admin.conf").write_text(f"bearer = {SECRET}\nextra\n")
+        assert drift_check(fleet, env=env).returncode == 2
+    finally:
+        server.shutdown()
+    assert len(_Receiver.received) == 1
+    content = _Receiver.received[0]["content"]
+    assert "drift" in content
+    assert "game-1" in content
+    assert SECRET not in content
