@@ -1,0 +1,1 @@
+"""The world database toolkit: backup, restore, migrate, health check, chunk repair."""

@@ -1,0 +1,425 @@
+"""Consistent online backups of a live SQLite database, and retention of the backup directory.
+
+A backup is made in five steps, each of which can be interrupted (even by SIGKILL) without leaving
+anything that looks like a finished backup:
+
+1. copy the database with SQLite itself (backup API in one pass or in steps, or ``VACUUM INTO``)
+   into a temporary file ``.voxeldb-tmp-*`` in the backup directory;
+2. switch the copy to ``journal_mode=DELETE`` (it is a single self-contained file) and verify it
+   with ``quick_check`` or ``integrity_check``;
+3. checksum it and, when asked, compress it into a second temporary file;
+4. fsync the data file, rename it to its final name, fsync the directory;
+5. write the manifest (sha256, size, time, source, SQLite version, schema version, page count)
+   the same way. Only a manifest whose sha256 matches its data file makes a finished backup.
+
+Idempotence: when the database's content is byte-for-byte the content of the newest verified
+backup (same ``db_sha256`` of the uncompressed image), no new backup is written unless ``force``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import fcntl
+import gzip
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb import manifest as mf
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.errors import (
+    BackupError,
+    InputError,
+)
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.fsutil import (
+    CHUNK,
+    TMP_PREFIX,
+    atomic_write_json,
+    fsync_dir,
+    fsync_file,
+    require_sqlite_file,
+    rfc3339,
+    sha256_file,
+    temp_path,
+    utc_now,
+)
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.retention import (
+    RetentionPolicy,
+    select_retention,
+)
+
+METHODS = ("backup", "stepped", "vacuum")
+#: The default method, chosen from bench/bench_db_backup.py (see bench/README.md).
+DEFAULT_METHOD = "backup"
+LOCK_NAME = ".voxeldb.lock"
+
+
+def validate_backup_dir(db_path: Path, backup_dir: str | os.PathLike[str]) -> Path:
+    """Return the backup directory resolved, refusing places that would endanger the database."""
+    target = Path(backup_dir).expanduser()
+    resolved = target.resolve()
+    if target.exists() and not target.is_dir():
+        if os.path.samefile(target, db_path):
+            raise InputError(f"backup_dir {target} is the database file itself")
+        raise InputError(f"backup_dir {target} exists and is not a directory")
+    if resolved == db_path:
+        raise InputError(f"backup_dir {target} is the database file itself")
+    if resolved == db_path.parent:
+        raise InputError(f"backup_dir {target} is the database's own directory {db_path.parent}")
+    if target.exists() and os.path.samefile(target, db_path.parent):
+        raise InputError(f"backup_dir {target} is the database's own directory {db_path.parent}")
+    if not target.exists():
+        parent = next((p for p in resolved.parents if p.exists()), None)
+        if parent is None or not parent.is_dir():
+            raise InputError(f"backup_dir {target}: no existing parent directory")
+    return resolved
+
+
+@contextlib.contextmanager
+def dir_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive, non-blocking lock on ``directory`` for one toolkit run."""
+    handle = open(directory / LOCK_NAME, "a+b")  # noqa: SIM115 - held for the block
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise BackupError(
+                f"another toolkit run holds the lock {directory / LOCK_NAME}; try again later"
+            ) from exc
+        yield
+    finally:
+        handle.close()
+
+
+def remove_stale_temps(directory: Path) -> list[str]:
+    """Delete leftover temporary files of interrupted runs (call only under :func:`dir_lock`)."""
+    removed = []
+    for path in directory.glob(f"{TMP_PREFIX}*"):
+        path.unlink(missing_ok=True)
+        removed.append(path.name)
+    if removed:
+        fsync_dir(directory)
+    return sorted(removed)
+
+
+def copy_database(
+    db_path: Path,
+    target: Path,
+    method: str = DEFAULT_METHOD,
+    *,
+    step_pages: int = 4096,
+    step_sleep: float = 0.0,
+    busy_timeout: float = 30.0,
+) -> None:
+    """Make a consistent copy of the (possibly live) database at ``db_path`` into ``target``."""
+    if method not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    source = sqlite3.connect(db_path, timeout=busy_timeout)
+    try:
+        if method == "vacuum":
+            target.unlink(missing_ok=True)
+            source.execute("VACUUM INTO ?", (str(target),))
+            return
+        dest = sqlite3.connect(target)
+        try:
+            # The copy is a temporary file that is fsynced once it is complete: no journal and
+            # no fsync per step (an fsync of the whole copy here stalls every other writer).
+            dest.execute("PRAGMA journal_mode=OFF")
+            dest.execute("PRAGMA synchronous=OFF")
+            pages = -1 if method == "backup" else step_pages
+            source.backup(dest, pages=pages, sleep=step_sleep)
+        finally:
+            dest.close()
+    finally:
+        source.close()
+
+
+def describe_image(path: Path) -> dict[str, Any]:
+    """Make a copied image a self-contained rollback-journal file and read its facts."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode=DELETE").fetchone()
+        return {
+            "page_count": conn.execute("PRAGMA page_count").fetchone()[0],
+            "page_size": conn.execute("PRAGMA page_size").fetchone()[0],
+            "schema_version": mf.schema_version(conn),
+        }
+    finally:
+        conn.close()
+
+
+def source_journal_mode(db_path: Path) -> str:
+    """The journal mode recorded in the source database's header (wal or delete)."""
+    with open(db_path, "rb") as handle:
+        handle.seek(18)
+        versions = handle.read(2)
+    return "wal" if versions == b"\x02\x02" else "delete"
+
+
+def compress_file(source: Path, target: Path, compression: str, level: int | None) -> None:
+    """Compress ``source`` into ``target`` (gzip with a fixed mtime, or zstd)."""
+    if compression == "gzip":
+        with (
+            open(source, "rb") as src,
+            open(target, "wb") as raw,
+            gzip.GzipFile(
+                filename="", mode="wb", fileobj=raw, compresslevel=level or 6, mtime=0
+            ) as dst,
+        ):
+            shutil.copyfileobj(src, dst, CHUNK)
+    elif compression == "zstd":
+        if mf._zstd is None:
+            raise InputError("compression zstd needs the Python package zstandard on this host")
+        with open(source, "rb") as src, open(target, "wb") as dst:
+            mf._zstd.ZstdCompressor(level=level or 3).copy_stream(src, dst)
+    else:
+        raise InputError(f"unknown compression {compression!r}")
+
+
+def backup_name(prefix: str, moment: Any, directory: Path) -> str:
+    """A backup name ``<prefix>-YYYYmmddTHHMMSSffffffZ`` not yet used in ``directory``."""
+    base = f"{prefix}-{moment.strftime('%Y%m%dT%H%M%S%fZ')}"
+    name, counter = base, 1
+    while (directory / f"{name}{mf.MANIFEST_SUFFIX}").exists() or any(
+        (directory / f"{name}{suffix}").exists() for suffix in mf.COMPRESSION_SUFFIX.values()
+    ):
+        counter += 1
+        name = f"{base}-{counter}"
+    return name
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupOptions:
+    """How to make one backup (validated by :func:`create_backup`)."""
+
+    method: str = DEFAULT_METHOD
+    check: str = "quick"
+    compression: str = "none"
+    compression_level: int | None = None
+    step_pages: int = 4096
+    step_sleep: float = 0.0
+    file_mode: int = 0o640
+
+    def validate(self) -> None:
+        """Raise InputError on an unknown method, check or compression."""
+        if self.method not in METHODS:
+            raise InputError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        if self.check not in {"quick", "full"}:
+            raise InputError(f"check must be quick or full, not {self.check!r}")
+        if self.compression not in mf.COMPRESSION_SUFFIX:
+            raise InputError(f"compression must be none, gzip or zstd, not {self.compression!r}")
+        if self.compression == "zstd" and not mf.zstd_available():
+            raise InputError("compression zstd needs the Python package zstandard on this host")
+        if self.step_pages < 1:
+            raise InputError(f"step_pages must be >= 1, not {self.step_pages}")
+
+
+def create_backup(
+    db_path: str | os.PathLike[str],
+    backup_dir: str | os.PathLike[str],
+    *,
+    method: str = DEFAULT_METHOD,
+    check: str = "quick",
+    compression: str = "none",
+    compression_level: int | None = None,
+    prefix: str | None = None,
+    force: bool = False,
+    retention: RetentionPolicy | None = None,
+    check_mode: bool = False,
+    step_pages: int = 4096,
+    step_sleep: float = 0.0,
+    dir_mode: int = 0o750,
+    file_mode: int = 0o640,
+) -> dict[str, Any]:
+    """Make a verified backup of ``db_path`` in ``backup_dir``; return a result dict.
+
+    The result has ``changed``, ``backup`` (the summary of the new or the matching backup),
+    ``skipped_reason`` when nothing was written, and ``retention`` when a policy was given.
+    """
+    db = require_sqlite_file(Path(db_path).expanduser(), "database")
+    directory = validate_backup_dir(db, backup_dir)
+    options = BackupOptions(
+        method, check, compression, compression_level, step_pages, step_sleep, file_mode
+    )
+    options.validate()
+    prefix = prefix or db.stem
+    if not mf._STEM_RE.match(prefix):
+        raise InputError(f"prefix {prefix!r} may hold only letters, digits, '.', '_' and '-'")
+
+    result: dict[str, Any] = {"changed": False, "db": str(db), "backup_dir": str(directory)}
+    if check_mode:
+        _plan_backup(db, directory, options, force, result)
+        if retention is not None and result["changed"]:
+            result["retention"] = {"note": "retention is evaluated after the new backup is made"}
+        elif retention is not None:
+            result["retention"] = prune(directory, retention, check_mode=True)
+            result["changed"] = result["retention"]["changed"]
+        return result
+
+    if not directory.exists():
+        directory.mkdir(mode=dir_mode, parents=True)
+        result["changed"] = True
+    with dir_lock(directory):
+        result["removed_temps"] = remove_stale_temps(directory)
+        newest = _newest_verified(directory)
+        written = _write_backup(db, directory, prefix, options, newest if not force else None)
+        if written is None and newest is not None:
+            result["backup"] = newest.summary()
+            result["skipped_reason"] = (
+                f"database content equals the newest verified backup {newest.name}"
+            )
+        elif written is not None:
+            result["changed"] = True
+            result["backup"] = written
+        if retention is not None:
+            result["retention"] = _prune_locked(directory, retention, check_mode=False)
+            result["changed"] = result["changed"] or result["retention"]["changed"]
+    return result
+
+
+def _write_backup(
+    db: Path,
+    directory: Path,
+    prefix: str,
+    options: BackupOptions,
+    same_as: mf.Manifest | None,
+) -> dict[str, Any] | None:
+    """Copy, verify, checksum, compress, rename, write the manifest; return its summary.
+
+    Returns None (and leaves nothing behind) when the image equals ``same_as``'s content.
+    """
+    started = time.monotonic()
+    moment = utc_now()
+    name = backup_name(prefix, moment, directory)
+    raw = temp_path(directory, name)
+    packed: Path | None = None
+    try:
+        copy_database(
+            db, raw, options.method, step_pages=options.step_pages, step_sleep=options.step_sleep
+        )
+        facts = describe_image(raw)
+        # Both read the whole copy and release the GIL: hash in a thread while SQLite checks.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            hashing = pool.submit(sha256_file, raw)
+            problems = mf.run_integrity_check(raw, options.check)
+            db_sha = hashing.result()
+        if problems:
+            raise BackupError(
+                f"the copy of {db} failed the {options.check} integrity check: {problems[:5]}",
+                problems=problems,
+            )
+        if same_as is not None and same_as.data["db_sha256"] == db_sha:
+            return None
+        db_size = raw.stat().st_size
+        final_name = f"{name}{mf.COMPRESSION_SUFFIX[options.compression]}"
+        if options.compression == "none":
+            packed = raw
+        else:
+            packed = temp_path(directory, final_name)
+            compress_file(raw, packed, options.compression, options.compression_level)
+            raw.unlink()
+        fsync_file(packed)
+        os.chmod(packed, options.file_mode)
+        data = {
+            "format": mf.MANIFEST_FORMAT,
+            "file": final_name,
+            "sha256": db_sha if packed == raw else sha256_file(packed),
+            "size": packed.stat().st_size,
+            "db_sha256": db_sha,
+            "db_size": db_size,
+            "created_at": rfc3339(moment),
+            "source": str(db),
+            "source_journal_mode": source_journal_mode(db),
+            "sqlite_version": sqlite3.sqlite_version,
+            "method": options.method,
+            "check": options.check,
+            "compression": options.compression,
+            "duration_ms": int((time.monotonic() - started) * 1000),
+            **facts,
+        }
+        os.replace(packed, directory / final_name)
+        packed = None
+        fsync_dir(directory)
+        manifest_path = directory / f"{name}{mf.MANIFEST_SUFFIX}"
+        atomic_write_json(manifest_path, data, options.file_mode)
+    finally:
+        raw.unlink(missing_ok=True)
+        if packed is not None:
+            packed.unlink(missing_ok=True)
+    summary = mf.read_manifest(manifest_path).summary()
+    summary["duration_ms"] = data["duration_ms"]
+    return summary
+
+
+def _newest_verified(directory: Path) -> mf.Manifest | None:
+    """The newest backup whose data file matches its manifest (checksums checked newest first)."""
+    for entry in reversed(mf.list_backups(directory, verify=False)):
+        if entry.manifest is not None and mf.verify_checksum(entry.manifest) is None:
+            return entry.manifest
+    return None
+
+
+def _plan_backup(
+    db: Path, directory: Path, options: BackupOptions, force: bool, result: dict[str, Any]
+) -> None:
+    """Check mode: decide whether a backup would be written, without touching backup_dir."""
+    newest = _newest_verified(directory) if directory.is_dir() else None
+    if force or newest is None:
+        result["changed"] = True
+        result["would_backup"] = True
+        return
+    with tempfile.TemporaryDirectory(prefix="voxeldb-check-") as work:
+        raw = Path(work) / "image.db"
+        copy_database(db, raw, options.method, step_pages=options.step_pages)
+        describe_image(raw)
+        same = sha256_file(raw) == newest.data["db_sha256"]
+    result["changed"] = not same
+    result["would_backup"] = not same
+    result["backup"] = newest.summary()
+    if same:
+        result["skipped_reason"] = (
+            f"database content equals the newest verified backup {newest.name}"
+        )
+
+
+def prune(
+    backup_dir: str | os.PathLike[str], policy: RetentionPolicy, check_mode: bool = False
+) -> dict[str, Any]:
+    """Apply ``policy`` to the verified backups of ``backup_dir`` (under the directory lock)."""
+    directory = Path(backup_dir).expanduser().resolve()
+    if not directory.is_dir():
+        raise InputError(f"backup_dir {directory} does not exist or is not a directory")
+    if check_mode:
+        return _prune_locked(directory, policy, check_mode=True)
+    with dir_lock(directory):
+        return _prune_locked(directory, policy, check_mode=False)
+
+
+def _prune_locked(directory: Path, policy: RetentionPolicy, check_mode: bool) -> dict[str, Any]:
+    entries = mf.list_backups(directory, verify=True)
+    good = [e for e in entries if e.ok and e.manifest is not None]
+    invalid = [{"name": e.name, "problem": e.problem} for e in entries if not e.ok]
+    keep, delete = select_retention([(e.name, e.manifest.created_at) for e in good], policy)
+    by_name = {e.name: e for e in good}
+    if not check_mode:
+        for name in delete:
+            manifest = by_name[name].manifest
+            # Manifest first: an interrupted prune leaves an orphan data file, never a
+            # manifest pointing at nothing.
+            manifest.path.unlink(missing_ok=True)
+            manifest.data_path.unlink(missing_ok=True)
+        if delete:
+            fsync_dir(directory)
+    return {
+        "changed": bool(delete),
+        "kept": {name: keep[name] for name in sorted(keep)},
+        "deleted": delete,
+        "invalid": invalid,
+        "orphans": mf.orphan_files(directory) if directory.is_dir() else [],
+    }

@@ -1,0 +1,122 @@
+"""Small file-system helpers: checksums, fsync, atomic writes, SQLite file checks."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.errors import InputError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+#: Every temporary file of the toolkit starts with this prefix; listings skip such files.
+TMP_PREFIX = ".voxeldb-tmp-"
+CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Return the sha256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Return the sha256 hex digest of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Flush a file's data and metadata to stable storage."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Flush a directory (its entries: creations, renames, deletions) to stable storage."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_path(directory: str | os.PathLike[str], hint: str) -> Path:
+    """Return a fresh, unused temporary file name in ``directory`` (the file is created empty)."""
+    fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{hint}-", dir=directory)
+    os.close(fd)
+    return Path(name)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o640) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename (never half written)."""
+    target = Path(path)
+    tmp = temp_path(target.parent, target.name)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+
+
+def atomic_write_json(
+    path: str | os.PathLike[str], data: dict[str, Any], mode: int = 0o640
+) -> None:
+    """Write ``data`` as indented, key-sorted JSON through :func:`atomic_write_bytes`."""
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"), mode)
+
+
+def utc_now() -> _dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return _dt.datetime.now(_dt.UTC)
+
+
+def rfc3339(moment: _dt.datetime) -> str:
+    """Format an aware datetime as RFC 3339 UTC with microseconds (``...Z``)."""
+    return moment.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> _dt.datetime:
+    """Parse an ISO 8601 / RFC 3339 time; a time without zone is taken as UTC."""
+    try:
+        moment = _dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InputError(f"not an ISO 8601 time: {text!r}") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_dt.UTC)
+    return moment.astimezone(_dt.UTC)
+
+
+def require_sqlite_file(path: str | os.PathLike[str], what: str = "database") -> Path:
+    """Return ``path`` resolved after checking it is an existing SQLite 3 file."""
+    target = Path(path)
+    if not target.exists():
+        raise InputError(f"{what} {target} does not exist")
+    if not target.is_file():
+        raise InputError(f"{what} {target} is not a regular file")
+    with open(target, "rb") as handle:
+        header = handle.read(len(SQLITE_MAGIC))
+    if header and header != SQLITE_MAGIC:  # an empty file is an empty database to SQLite
+        raise InputError(f"{what} {target} is not a SQLite 3 database (bad header)")
+    return target.resolve()
+
+
+def quote_ident(name: str) -> str:
+    """Quote an SQL identifier (table or column name)."""
+    return '"' + name.replace('"', '""') + '"'
