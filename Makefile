@@ -30,7 +30,8 @@ $(STAMP): requirements.txt constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
 	touch $@
 
-deploy: $(STAMP)
+# The embedded default needs the Docker engine and the locally made base image.
+deploy: $(STAMP) images
 	$(BIN)/ansible-playbook deploy.yml
 
 lint: $(STAMP) system-packages

@@ -1,0 +1,292 @@
+"""deploy.yml end to end on this machine: a real Docker engine, a real registry, real SQLite.
+
+v1 is deployed; v2 brings a schema migration; v3 fails its health check and is rolled back by
+itself (v2 serves again, the database as before v3); the rollback runbook goes back to v1
+(migrating down); re-deploying the running version changes nothing; the restart runbook
+restarts it; --check changes nothing; bad input stops in preflight.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+REFERENCE = REPO / "roles" / "server_build" / "files" / "reference_server"
+BASE_IMAGE = "mmo-voxel/runtime-bookworm:latest"
+CONTAINER = "mmo-voxel-server-e2e"
+
+pytestmark = [pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory):
+    """Debian's docker-registry (distribution 2.8) on 127.0.0.1, storage in a temp dir."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail(
+            "docker-registry is not installed (scripts/install-system-packages installs it)"
+        )
+    if docker("image", "inspect", BASE_IMAGE, check=False).returncode != 0:
+        pytest.fail(f"{BASE_IMAGE} is missing: run scripts/ensure-test-images")
+    root = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    process = subprocess.Popen(
+        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    for _ in range(50):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, registry: str):
+    """An inventory for this machine with all state in a temp dir; the container removed after."""
+    # Not under pytest's tmp dir: its 0700 parents keep the container's user out.
+    root = Path(tempfile.mkdtemp(prefix="mmo-voxel-e2e-"))
+    root.chmod(0o755)
+    status_port = free_port()
+    inventory = root / "hosts.yml"
+    inventory.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "children": {
+                        "game_servers": {
+                            "hosts": {
+                                "localhost": {
+                                    "ansible_connection": "local",
+                                    "game_server_root": str(root / "server"),
+                                    "game_server_container": CONTAINER,
+                                    "game_server_status_port": status_port,
+                                    "game_server_game_port": free_port(),
+                                    "game_server_stop_grace": 10,
+                                    "game_server_health_timeout": 30,
+                                }
+                            }
+                        }
+                    },
+                    "vars": {
+                        "server_build_registry": registry,
+                        "server_build_repository": f"mmo-voxel/server-e2e-{status_port}",
+                        "server_build_base_image": BASE_IMAGE,
+                        "server_build_context_root": str(root / "build"),
+                        "deploy_preflight_min_free_mib": 1,
+                    },
+                }
+            }
+        )
+    )
+    yield {
+        "root": root,
+        "inventory": inventory,
+        "status": f"http://127.0.0.1:{status_port}",
+        "db": root / "server" / "data" / "world.db",
+        "registry": registry,
+    }
+    docker("rm", "-f", CONTAINER, check=False)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def run(site: dict, playbook: str, env: dict, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "ansible-playbook"),
+            "-i",
+            str(site["inventory"]),
+            str(REPO / playbook),
+            *extra,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+
+def recap(result: subprocess.CompletedProcess) -> str:
+    return result.stdout[result.stdout.rfind("PLAY RECAP") :][:400]
+
+
+def status(site: dict) -> dict:
+    with urllib.request.urlopen(site["status"] + "/status", timeout=5) as response:  # noqa: S310
+        return json.loads(response.read())
+
+
+def schema(db: Path) -> tuple[int, list[tuple[str, str]]]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        version = con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+        objects = con.execute(
+            "SELECT name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+        ).fetchall()
+    finally:
+        con.close()
+    return version, objects
+
+
+def history(site: dict) -> list[dict]:
+    lines = (site["root"] / "server" / "releases.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def release_sources(tmp: Path, version: int, extra: dict[str, str]) -> list[str]:
+    """-e arguments for a 'prebuilt' reference server with extra migrations."""
+    migrations = tmp / f"migrations-v{version}"
+    shutil.copytree(REFERENCE / "migrations", migrations, dirs_exist_ok=True)
+    for name, body in extra.items():
+        (migrations / name).write_text(body)
+    return [
+        "-e",
+        "server_build_source=prebuilt",
+        "-e",
+        f"server_build_artifact_src={REFERENCE / 'server.py'}",
+        "-e",
+        f"server_build_migrations_dir={migrations}",
+        "-e",
+        '{"server_build_command": ["python3", "/app/server.py"]}',
+    ]
+
+
+MIGRATION_2 = (
+    "-- migrate:up\nCREATE TABLE guilds (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);\n"
+    "-- migrate:down\nDROP TABLE guilds;\n"
+)
+MIGRATION_3 = (
+    "-- migrate:up\nALTER TABLE guilds ADD COLUMN motto TEXT;\n"
+    "-- migrate:down\nALTER TABLE guilds DROP COLUMN motto;\n"
+)
+
+
+def test_deploy_fail_rollback_and_noop(site: dict, ansible_env: dict, tmp_path: Path) -> None:
+    # v1: the reference server as it is.
+    v1 = run(site, "deploy.yml", ansible_env, "-e", "deploy_version=1.0.0")
+    assert v1.returncode == 0, v1.stdout[-6000:]
+    assert status(site)["version"] == "1.0.0"
+    assert schema(site["db"])[0] == 1
+
+    # v2: a schema migration.
+    v2_args = release_sources(tmp_path, 2, {"0002_create_guilds.sql": MIGRATION_2})
+    v2 = run(site, "deploy.yml", ansible_env, "-e", "deploy_version=2.0.0", *v2_args)
+    assert v2.returncode == 0, v2.stdout[-6000:]
+    assert status(site)["version"] == "2.0.0"
+    assert status(site)["schema_version"] == 2
+    before_v3 = schema(site["db"])
+
+    # v3: another migration, and a health check that never passes.
+    v3_args = release_sources(
+        tmp_path, 3, {"0002_create_guilds.sql": MIGRATION_2, "0003_add_motto.sql": MIGRATION_3}
+    )
+    v3 = run(
+        site,
+        "deploy.yml",
+        ansible_env,
+        "-e",
+        "deploy_version=3.0.0",
+        "-e",
+        "server_build_fail_healthcheck=true",
+        *v3_args,
+    )
+    assert v3.returncode == 2, v3.stdout[-6000:]
+    assert "Deploy of" in v3.stdout
+    assert "is serving again (healthy)" in v3.stdout
+    assert status(site)["version"] == "2.0.0"
+    assert schema(site["db"]) == before_v3  # the migration of v3 is gone with the restore
+    assert history(site)[-1]["version"] == "3.0.0"
+    assert history(site)[-1]["result"].startswith("rolled back")
+
+    # The runbook goes back to v1, migrating the schema down through v2's files.
+    back = run(site, "playbooks/runbooks/rollback.yml", ansible_env, "-e", "rollback_to=1.0.0")
+    assert back.returncode == 0, back.stdout[-6000:]
+    assert status(site)["version"] == "1.0.0"
+    version, objects = schema(site["db"])
+    assert version == 1
+    assert "guilds" not in [name for name, _ in objects]
+
+    # Re-deploying the running version changes nothing and restarts nothing.
+    started = docker("inspect", "-f", "{{.State.StartedAt}}", CONTAINER).stdout
+    again = run(site, "playbooks/runbooks/rollback.yml", ansible_env, "-e", "rollback_to=1.0.0")
+    assert again.returncode == 0, again.stdout[-6000:]
+    assert "changed=0" in recap(again), recap(again)
+    assert docker("inspect", "-f", "{{.State.StartedAt}}", CONTAINER).stdout == started
+
+    # The restart runbook restarts the same version and waits for its health.
+    restart = run(site, "playbooks/runbooks/restart.yml", ansible_env)
+    assert restart.returncode == 0, restart.stdout[-6000:]
+    assert docker("inspect", "-f", "{{.State.StartedAt}}", CONTAINER).stdout != started
+    assert status(site)["version"] == "1.0.0"
+
+
+def test_check_mode_reports_and_changes_nothing(site: dict, ansible_env: dict) -> None:
+    """Runs after the test above: v1 is serving; --check of a new version changes nothing."""
+    started = docker("inspect", "-f", "{{.State.StartedAt}}", CONTAINER).stdout
+    db_before = schema(site["db"])
+    check = run(site, "deploy.yml", ansible_env, "-e", "deploy_version=4.0.0", "--check")
+    assert check.returncode == 0, check.stdout[-6000:]
+    assert "changed=" in recap(check)
+    assert "changed=0" not in recap(check)  # it reports what would change
+    assert status(site)["version"] == "1.0.0"
+    assert docker("inspect", "-f", "{{.State.StartedAt}}", CONTAINER).stdout == started
+    assert schema(site["db"]) == db_before
+    assert (
+        docker(
+            "image", "inspect", f"{site['registry']}/mmo-voxel/server:4.0.0", check=False
+        ).returncode
+        != 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["-e", '{"deploy_version": "1.0 beta"}'],
+            "deploy_preflight_version '1.0 beta' is not a valid version",
+        ),
+        (
+            ["-e", "deploy_version=5.0.0", "-e", "deploy_preflight_min_free_mib=999999999"],
+            "deploy_preflight_min_free_mib asks for 999999999",
+        ),
+    ],
+)
+def test_bad_input_fails_in_preflight(
+    site: dict, ansible_env: dict, extra: list[str], message: str
+) -> None:
+    result = run(site, "deploy.yml", ansible_env, *extra)
+    assert result.returncode == 2
+    assert message in result.stdout
+    assert "server_build :" not in result.stdout  # nothing was built
+    assert "game_server :" not in result.stdout  # no host was touched
