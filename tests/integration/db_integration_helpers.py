@@ -5,42 +5,22 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sqlite3
 import subprocess
 from pathlib import Path
 
-from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.migrate import migrate
+import sqlite_worlds
+from sqlite_worlds import MIGRATIONS, REPO, dump
 
-REPO = Path(__file__).resolve().parents[2]
+__all__ = ["MIGRATIONS", "dump", "make_world", "ok", "play", "recap"]
+
 INVENTORY = Path(__file__).resolve().parent / "db_inventory.yml"
-MIGRATIONS = REPO / "roles/server_build/files/reference_server/migrations"
 
 
 def make_world(path: Path, chunks: int = 12) -> Path:
     """A WAL database with the reference schema (applied directly) and valid chunks."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.close()
-    migrate(path, MIGRATIONS)
-    conn = sqlite3.connect(path)
-    for i in range(chunks):
-        payload = hashlib.sha256(str(i).encode()).digest() * 16
-        conn.execute(
-            "INSERT INTO chunks VALUES (?, 0, 0, ?, ?, 't')",
-            (i, payload, hashlib.sha256(payload).hexdigest()),
-        )
-    conn.commit()
-    conn.close()
-    return path
-
-
-def dump(path: Path) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
+    return sqlite_worlds.make_world(
+        path, chunks=chunks, payload=lambda i: hashlib.sha256(str(i).encode()).digest() * 16
+    )
 
 
 def play(

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlite_worlds
 from ansible.module_utils.testing import patch_module_args
+from sqlite_worlds import MIGRATIONS
 
 from ansible_collections.mmo_voxel.ops.plugins.modules import sqlite_migrate
 
-MIGRATIONS = (
-    Path(__file__).resolve().parents[4] / "roles/server_build/files/reference_server/migrations"
-)
+__all__ = ["MIGRATIONS", "make_world", "run_module"]
 
 
 def run_module(module, capsys, args, check_mode=False, diff=False):
@@ -31,20 +29,13 @@ def make_world(tmp_path, capsys) -> Path:
     """A WAL database migrated by the sqlite_migrate module, with five valid chunks."""
     db = tmp_path / "db" / "world.db"
     db.parent.mkdir()
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.close()
-    result = run_module(
-        sqlite_migrate, capsys, {"db_path": str(db), "migrations_dir": str(MIGRATIONS)}
-    )
-    assert result["changed"] is True
-    conn = sqlite3.connect(db)
-    for i in range(5):
-        payload = bytes([i]) * 100
-        conn.execute(
-            "INSERT INTO chunks VALUES (?, 0, 0, ?, ?, 't')",
-            (i, payload, hashlib.sha256(payload).hexdigest()),
+
+    def migrate_with_module(path: Path) -> None:
+        result = run_module(
+            sqlite_migrate, capsys, {"db_path": str(path), "migrations_dir": str(MIGRATIONS)}
         )
-    conn.commit()
-    conn.close()
-    return db
+        assert result["changed"] is True
+
+    return sqlite_worlds.make_world(
+        db, chunks=5, payload=lambda i: bytes([i]) * 100, migrator=migrate_with_module
+    )
