@@ -1,0 +1,359 @@
+#!/usr/bin/env python3
+"""Benchmark: the drift check of the server configuration over 1, 10 and 30 systemd hosts.
+
+Every fleet size is measured with three controller settings in the same run:
+
+* ``defaults``  - Ansible's defaults: a config file that only sets the paths the repository
+  needs (roles, collections), so 5 forks, no pipelining, full fact gathering, no fact cache;
+* ``tuned``     - the project's ``ansible.cfg`` (20 forks, minimal fact subset, fact cache, ...)
+  with pipelining on for every connection (``ANSIBLE_PIPELINING=1``): ``ansible.cfg`` sets it
+  in ``[ssh_connection]``, which the fleet's SSH uses but this benchmark's docker connection
+  does not read;
+* ``mitogen``   - ``tuned`` plus the ``mitogen_linear`` strategy, when mitogen can be imported
+  (``--mitogen-path``, default ``.cache/bench/mitogen``, made with
+  ``pip install --target .cache/bench/mitogen mitogen==0.3.54``). Without it the mode is
+  reported as unavailable and the others still run: that is the fallback.
+
+The hosts are systemd containers (the Molecule image, ``scripts/ensure-test-images``) started
+from one converged instance: one container is converged with ``playbooks/server.yml`` and
+committed as ``mmo-voxel/bench-drift-converged:latest``, then N copies of it are started, so
+the check is a no-op (every run must report every host clean, or the figure is discarded).
+Each measured run is ``playbooks/drift_check.yml --check --diff`` with the report callback,
+exactly what ``scripts/drift-check`` runs; the fact cache is emptied first (a scheduled check
+runs less often than the cache lives). The containers and the image are removed at the end.
+
+Usage: .venv/bin/python bench/bench_drift.py [--hosts 1,10,30] [--modes defaults,tuned,mitogen]
+                                             [--inotify]
+30 systemd containers need more inotify instances than the kernel's default 128 per user:
+--inotify raises fs.inotify.max_user_instances (root) instead of stopping with a message.
+Prints a table and writes bench/results/drift-<time>.json. Never run from the tests: figures
+are recorded in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+IMAGE = os.environ.get("MOLECULE_IMAGE", "mmo-voxel/debian12-systemd:latest")
+CONVERGED = "mmo-voxel/bench-drift-converged:latest"
+PREFIX = "bench-drift-"
+# The docker options of the shared Molecule platform (.config/molecule/config.yml).
+SYSTEMD_OPTS = [
+    "--cap-add=SYS_ADMIN",
+    "--security-opt=seccomp=unconfined",
+    "--security-opt=apparmor=unconfined",
+    "--cgroupns=host",
+    "-v=/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs=/run",
+    "--tmpfs=/run/lock",
+]
+# The server configuration the fleet is converged to (non-default values, like molecule/drift).
+GROUP_VARS = {
+    "base_timezone": "Etc/UTC",
+    "base_ntp_servers": ["ntp1.example.net"],
+    "base_admin_users": [
+        {
+            "name": "alice",
+            "ssh_keys": [
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHkZ6l6Zq2Ujt3FZ0Z6g6oQKcQ2QvH4kP6i8wYbYc3Xy"
+                " alice@laptop"
+            ],
+        }
+    ],
+}
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+).*?skipped=(\d+)", re.M)
+
+
+def sh(*cmd: str, **kw: Any) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
+
+
+def docker_names() -> list[str]:
+    out = sh("docker", "ps", "-a", "--format", "{{.Names}}").stdout.split()
+    return [n for n in out if n.startswith(PREFIX)]
+
+
+def remove_containers() -> None:
+    names = docker_names()
+    if names:
+        subprocess.run(["docker", "rm", "-f", *names], check=False, capture_output=True)
+
+
+def start(name: str, image: str) -> None:
+    sh("docker", "run", "-d", "--name", name, "--hostname", name, *SYSTEMD_OPTS, image)
+
+
+def wait_running(names: list[str], timeout: float = 300) -> None:
+    """Until systemd in each container has finished booting (running or degraded)."""
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending and time.monotonic() < deadline:
+        for name in sorted(pending):
+            state = subprocess.run(
+                ["docker", "exec", name, "systemctl", "is-system-running"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
+            if state in ("running", "degraded"):
+                pending.discard(name)
+        time.sleep(1)
+    if pending:
+        raise RuntimeError(
+            f"systemd did not come up in {sorted(pending)}; with many containers the host's "
+            "fs.inotify.max_user_instances is the usual limit (see --inotify)"
+        )
+
+
+def inotify_instances(wanted: int, raise_it: bool) -> None:
+    """Each systemd container holds several inotify instances; the default 128 stops ~20."""
+    path = Path("/proc/sys/fs/inotify/max_user_instances")
+    current = int(path.read_text())
+    if current >= wanted:
+        return
+    if not raise_it:
+        raise SystemExit(
+            f"fs.inotify.max_user_instances is {current}; {wanted} needed for these containers: "
+            "run with --inotify (sets it, as root) or "
+            f"`sysctl -w fs.inotify.max_user_instances={wanted}`"
+        )
+    path.write_text(f"{wanted}\n")
+    print(f"fs.inotify.max_user_instances raised from {current} to {wanted}")
+
+
+def write_inventory(work: Path, names: list[str]) -> Path:
+    inventory = work / "inventory"
+    (inventory / "group_vars").mkdir(parents=True, exist_ok=True)
+    # The bare name: mitogen redirects "docker" (not the FQCN) to its own transport; Ansible
+    # routes it to community.docker.docker otherwise.
+    hosts = {name: {"ansible_connection": "docker"} for name in names}
+    (inventory / "hosts.yml").write_text(json.dumps({"game_servers": {"hosts": hosts}}))
+    (inventory / "group_vars" / "game_servers.yml").write_text(json.dumps(GROUP_VARS))
+    return inventory
+
+
+def defaults_cfg(work: Path) -> Path:
+    cfg = work / "defaults.cfg"
+    cfg.write_text(
+        "# Ansible's defaults, except the paths the repository needs.\n[defaults]\n"
+        f"roles_path = {REPO / 'roles'}\ncollections_path = {REPO / 'collections'}\n"
+        "interpreter_python = auto_silent\n"
+    )
+    return cfg
+
+
+def base_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["SOPS_DISABLE_VERSION_CHECK"] = "1"
+    env["ANSIBLE_NOCOLOR"] = "1"
+    for key in [k for k in env if k.startswith("ANSIBLE_") and k != "ANSIBLE_NOCOLOR"]:
+        del env[key]
+    env["ANSIBLE_NOCOLOR"] = "1"
+    return env
+
+
+def mitogen_strategy_path(path: Path) -> Path | None:
+    """The strategy plugin directory of a mitogen that imports with this Python, else None."""
+    plugins = path / "ansible_mitogen" / "plugins" / "strategy"
+    if not plugins.is_dir():
+        return None
+    probe = subprocess.run(
+        [sys.executable, "-c", "import ansible_mitogen.loaders"],
+        env={**base_env(), "PYTHONPATH": str(path)},
+        capture_output=True,
+        check=False,
+    )
+    return plugins if probe.returncode == 0 else None
+
+
+def mode_env(mode: str, work: Path, mitogen: Path | None) -> dict[str, str]:
+    env = base_env()
+    env["ANSIBLE_STDOUT_CALLBACK"] = "mmo_voxel.ops.drift_report"
+    env["DRIFT_REPORT_DIR"] = str(work / "reports" / mode)
+    if mode == "defaults":
+        env["ANSIBLE_CONFIG"] = str(defaults_cfg(work))
+        return env
+    env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+    env["ANSIBLE_CACHE_PLUGIN_CONNECTION"] = str(work / "facts")
+    env["ANSIBLE_PIPELINING"] = "1"
+    if mode == "mitogen":
+        if mitogen is None:
+            raise RuntimeError("mitogen mode without mitogen")
+        env["PYTHONPATH"] = str(mitogen.parents[2])
+        env["ANSIBLE_STRATEGY_PLUGINS"] = str(mitogen)
+        env["ANSIBLE_STRATEGY"] = "mitogen_linear"
+    return env
+
+
+def converge_image(work: Path) -> None:
+    """Converge one container with the server plays and commit it as the fleet's image."""
+    name = f"{PREFIX}converge"
+    start(name, IMAGE)
+    try:
+        wait_running([name])
+        inventory = write_inventory(work, [name])
+        env = base_env()
+        env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+        env["ANSIBLE_CACHE_PLUGIN_CONNECTION"] = str(work / "facts-converge")
+        run = subprocess.run(
+            [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "playbooks/server.yml"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if run.returncode != 0:
+            raise RuntimeError("converge failed:\n" + run.stdout[-5000:] + run.stderr[-2000:])
+        sh("docker", "commit", "-c", 'CMD ["/lib/systemd/systemd"]', name, CONVERGED)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
+
+
+def measure(mode: str, names: list[str], work: Path, mitogen: Path | None) -> dict[str, Any]:
+    inventory = write_inventory(work, names)
+    env = mode_env(mode, work, mitogen)
+    subprocess.run(["rm", "-rf", str(work / "facts")], check=True)
+    command = [
+        str(VENV_BIN / "ansible-playbook"),
+        "-i",
+        str(inventory),
+        "playbooks/drift_check.yml",
+        "--check",
+        "--diff",
+    ]
+    began = time.monotonic()
+    run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    wall = time.monotonic() - began
+    recap = {m[1]: (int(m[2]), int(m[3]), int(m[4])) for m in RECAP.finditer(run.stdout)}
+    host_tasks = sum(ok + skipped for ok, _, skipped in recap.values())
+    report_path = work / "reports" / mode / "latest.json"
+    summary = json.loads(report_path.read_text())["summary"] if report_path.exists() else {}
+    valid = (
+        run.returncode == 0
+        and summary.get("status") == "clean"
+        and summary.get("hosts") == len(names)
+        and len(recap) == len(names)
+    )
+    if not valid:
+        sys.stderr.write(f"{mode} x{len(names)} not clean or failed:\n{run.stdout[-4000:]}\n")
+        sys.stderr.write(run.stderr[-2000:] + "\n")
+    return {
+        "mode": mode,
+        "hosts": len(names),
+        "wall_s": round(wall, 2),
+        "host_tasks": host_tasks,
+        "s_per_host_task": round(wall / host_tasks, 4) if host_tasks else None,
+        "tasks_per_host": round(host_tasks / len(names), 1) if names else None,
+        "valid": valid,
+        "summary": summary,
+        "rc": run.returncode,
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", default="1,10,30", help="fleet sizes (default 1,10,30)")
+    parser.add_argument("--modes", default="defaults,tuned,mitogen")
+    parser.add_argument(
+        "--mitogen-path",
+        type=Path,
+        default=REPO / ".cache" / "bench" / "mitogen",
+        help="directory holding ansible_mitogen (pip install --target DIR mitogen==0.3.54)",
+    )
+    parser.add_argument(
+        "--inotify",
+        action="store_true",
+        help="raise fs.inotify.max_user_instances when the largest fleet needs it (root)",
+    )
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.hosts.split(",")]
+    inotify_instances(max(1024, 16 * max(sizes)) if max(sizes) > 15 else 128, args.inotify)
+    modes = args.modes.split(",")
+    mitogen = mitogen_strategy_path(args.mitogen_path) if "mitogen" in modes else None
+    results: list[dict[str, Any]] = []
+    notes: list[str] = []
+    if "mitogen" in modes and mitogen is None:
+        notes.append(f"mitogen unavailable at {args.mitogen_path}: mode skipped (fallback)")
+        modes.remove("mitogen")
+    started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    remove_containers()
+    with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
+        work = Path(tmp)
+        try:
+            t0 = time.monotonic()
+            converge_image(work)
+            print(f"converged and committed {CONVERGED} in {time.monotonic() - t0:.0f} s")
+            for size in sizes:
+                names = [f"{PREFIX}{i:02d}" for i in range(1, size + 1)]
+                for name in names:
+                    if name not in docker_names():
+                        start(name, CONVERGED)
+                wait_running(names)
+                for mode in modes:
+                    result = measure(mode, names, work, mitogen)
+                    results.append(result)
+                    print(
+                        f"{mode:9} {size:3} hosts: {result['wall_s']:7.1f} s, "
+                        f"{result['host_tasks']} host-tasks, "
+                        f"{result['s_per_host_task']} s/host-task"
+                        + ("" if result["valid"] else "  (INVALID: not a clean no-op run)"),
+                        flush=True,
+                    )
+        finally:
+            remove_containers()
+            subprocess.run(["docker", "rmi", CONVERGED], check=False, capture_output=True)
+    table = [
+        "| hosts | mode | wall s | host-tasks | s per host-task | x defaults |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        base = next(
+            (x for x in results if x["hosts"] == r["hosts"] and x["mode"] == "defaults"), None
+        )
+        speedup = f"{base['wall_s'] / r['wall_s']:.1f}" if base and r["wall_s"] else "-"
+        table.append(
+            f"| {r['hosts']} | {r['mode']} | {r['wall_s']:.1f} | {r['host_tasks']} | "
+            f"{r['s_per_host_task']} | {speedup} |"
+        )
+    print("\n".join(table))
+    for note in notes:
+        print(note)
+    out = REPO / "bench" / "results" / f"drift-{started}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "started": started,
+                "machine": {
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "kernel": platform.release(),
+                },
+                "image": IMAGE,
+                "notes": notes,
+                "results": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"results: {out.relative_to(REPO)}")
+    return 0 if all(r["valid"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
