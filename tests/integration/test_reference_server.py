@@ -23,33 +23,17 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.migrate import migrate
+
 REPO = Path(__file__).resolve().parents[2]
 SERVER_DIR = REPO / "roles" / "server_build" / "files" / "reference_server"
 DB_RELATIVE = Path(".local/share/godot/app_userdata/mmo_voxel/database/world.db")
-
-# Used only while the real 0001 migration is not in the repository yet: the chunks table as
-# docs/contracts.md defines it, written to a temporary directory (never into the repository).
-FALLBACK_0001 = """\
--- migrate:up
-CREATE TABLE chunks (
-    cx INTEGER NOT NULL,
-    cy INTEGER NOT NULL,
-    cz INTEGER NOT NULL,
-    payload BLOB NOT NULL,
-    checksum TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (cx, cy, cz)
-);
-
--- migrate:down
-DROP TABLE chunks;
-"""
 
 SECOND_MIGRATION = """\
 -- migrate:up
@@ -64,42 +48,11 @@ DROP TABLE test_only_guilds;
 # Helpers
 # --------------------------------------------------------------------------------------------
 def apply_migrations(db_path: Path, migrations_dir: Path, up_to: int | None = None) -> int:
-    """Apply the `-- migrate:up` part of each migration file and record it as contracts.md says.
-
-    A tiny stand-in for the repository's migration tool; returns the resulting schema version.
-    """
+    """Create the world database (WAL) and migrate it with the repository's own migration tool,
+    as the deploy does; returns the resulting schema version."""
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-            " name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL,"
-            " duration_ms INTEGER NOT NULL)"
-        )
-        for path in sorted(migrations_dir.glob("*.sql")):
-            version = int(path.name.split("_", 1)[0])
-            if up_to is not None and version > up_to:
-                break
-            raw = path.read_bytes()
-            text = raw.decode("utf-8")
-            up = text.split("-- migrate:up", 1)[1].split("-- migrate:down", 1)[0]
-            started = time.monotonic()
-            conn.executescript(f"BEGIN;\n{up}")  # the transaction stays open until COMMIT
-            conn.execute(
-                "INSERT INTO schema_migrations VALUES (?, ?, ?, ?, ?)",
-                (
-                    version,
-                    path.stem.split("_", 1)[1],
-                    hashlib.sha256(raw).hexdigest(),
-                    datetime.now(UTC).isoformat(),
-                    int((time.monotonic() - started) * 1000),
-                ),
-            )
-            conn.execute("COMMIT")
-        return conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
-    finally:
-        conn.close()
+    sqlite3.connect(db_path).execute("PRAGMA journal_mode = WAL").close()
+    return migrate(db_path, migrations_dir, target=up_to)["version_after"]
 
 
 def free_port() -> int:
@@ -169,11 +122,8 @@ def image_dir(tmp_path: Path) -> Path:
     image = tmp_path / "image"
     (image / "migrations").mkdir(parents=True)
     shutil.copy2(SERVER_DIR / "server.py", image / "server.py")
-    shipped = sorted((SERVER_DIR / "migrations").glob("*.sql"))
-    for path in shipped:
+    for path in sorted((SERVER_DIR / "migrations").glob("*.sql")):
         shutil.copy2(path, image / "migrations" / path.name)
-    if not shipped:
-        (image / "migrations" / "0001_create_chunks.sql").write_text(FALLBACK_0001)
     return image
 
 
