@@ -72,6 +72,7 @@ drift: $(STAMP)
 bench: $(STAMP) images
 	$(BIN)/python bench/bench_db_backup.py
 	$(BIN)/python bench/bench_drift.py --inotify
+	$(BIN)/python bench/bench_deploy.py
 
 lock: $(STAMP)
 	$(BIN)/pip install --quiet --upgrade -r requirements.txt

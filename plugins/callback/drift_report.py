@@ -41,63 +41,30 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.default_callback
   - ansible.builtin.result_format_callback
+  - mmo_voxel.ops.drift_report
 requirements:
   - set it as the output callback, C(ANSIBLE_STDOUT_CALLBACK=mmo_voxel.ops.drift_report)
     (scripts/drift-check does)
-options:
-  report_dir:
-    description: Directory the reports go to.
-    type: path
-    default: .cache/drift
-    env:
-      - name: DRIFT_REPORT_DIR
-    ini:
-      - section: callback_drift_report
-        key: report_dir
-  keep:
-    description: How many reports to keep (older ones are deleted; history.jsonl stays).
-    type: int
-    default: 30
-    env:
-      - name: DRIFT_REPORT_KEEP
-    ini:
-      - section: callback_drift_report
-        key: keep
-  secret_vars:
-    description: Further variable names whose values are secrets.
-    type: list
-    elements: str
-    default: []
-    env:
-      - name: DRIFT_REPORT_SECRET_VARS
-    ini:
-      - section: callback_drift_report
-        key: secret_vars
 """
 
 
-class CallbackModule(DefaultCallback):
-    """Default output, redacted; collects per-host drift and writes the report at the end."""
+class DriftRecorder:
+    """What both drift callbacks do with the run: learn the secrets, record changes and failures,
+    write the report. The stdout callback adds the (redacted) default output; the notification
+    twin (drift_notify) adds nothing, for runners that keep their own output (AWX).
 
-    CALLBACK_VERSION = 2.0
-    CALLBACK_TYPE = "stdout"
-    CALLBACK_NAME = "mmo_voxel.ops.drift_report"
+    A subclass provides get_option() (CallbackBase) and calls the hooks below.
+    """
 
-    def __init__(self) -> None:
-        super().__init__()
+    report: DriftReport
+    secrets: set[str]
+
+    def _start_recording(self) -> None:
         self.report = DriftReport()
-        self.secrets: set[str] = set()
-        # Everything the default callback prints goes through self._display: redact it there.
-        self._display = RedactingDisplay(self._display, self._clean)
+        self.secrets = set()
 
-    # -- what the run is -------------------------------------------------------------------
-    def v2_playbook_on_start(self, playbook: Any) -> None:
+    def _record_playbook(self, playbook: Any) -> None:
         self.report.playbook = os.path.relpath(playbook._file_name)
-        super().v2_playbook_on_start(playbook)
-
-    def v2_playbook_on_play_start(self, play: Any) -> None:
-        self._learn_secrets(play)
-        super().v2_playbook_on_play_start(play)
 
     def _learn_secrets(self, play: Any) -> None:
         """Collect the secret values of the play's hosts before any of their results arrive."""
@@ -119,21 +86,17 @@ class CallbackModule(DefaultCallback):
                     continue
                 self.secrets |= secret_values({name: rendered}, extra)
 
-    # -- results -----------------------------------------------------------------------------
-    def v2_runner_on_ok(self, result: Any) -> None:
-        super().v2_runner_on_ok(result)
+    def _record_ok(self, result: Any) -> None:
         # A loop's items arrive one by one in v2_runner_item_on_ok; its summary is skipped here.
         looped = result.task.loop is not None or result.task.loop_with
         if not looped and result.result.get("changed"):
             self._record(result, result.result, None)
 
-    def v2_runner_item_on_ok(self, result: Any) -> None:
-        super().v2_runner_item_on_ok(result)
+    def _record_item_ok(self, result: Any) -> None:
         if result.result.get("changed"):
             self._record(result, result.result, item_label(result.result))
 
-    def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
-        super().v2_runner_on_failed(result, ignore_errors)
+    def _record_failed(self, result: Any, ignore_errors: bool) -> None:
         if ignore_errors:
             return
         message = result.result.get("msg") or "task failed"
@@ -143,21 +106,17 @@ class CallbackModule(DefaultCallback):
             result.host.name, f"{result.task.get_name()}: {self._clean(str(message))}"
         )
 
-    def v2_runner_on_unreachable(self, result: Any) -> None:
-        super().v2_runner_on_unreachable(result)
+    def _record_unreachable(self, result: Any) -> None:
         message = result.result.get("msg") or "unreachable"
         self.report.add_error(
             result.host.name, f"unreachable: {self._clean(str(message))}", unreachable=True
         )
 
-    def v2_playbook_on_stats(self, stats: Any) -> None:
-        super().v2_playbook_on_stats(stats)
+    def _write_report(self) -> Path:
         self.report.finished = utc_now()
         directory = Path(self.get_option("report_dir"))
-        path = write_report(directory, self.report, int(self.get_option("keep")))
-        self._display.display(f"drift report: {path} ({self.report.summary()['status']})")
+        return write_report(directory, self.report, int(self.get_option("keep")))
 
-    # -- helpers -----------------------------------------------------------------------------
     def _record(self, result: Any, data: dict[str, Any], item: str | None) -> None:
         task = result.task
         hidden = bool(task.no_log or data.get("censored") or data.get("_ansible_no_log"))
@@ -175,6 +134,49 @@ class CallbackModule(DefaultCallback):
 
     def _clean(self, text: str) -> str:
         return redact(text, self.secrets)
+
+
+class CallbackModule(DriftRecorder, DefaultCallback):
+    """Default output, redacted; collects per-host drift and writes the report at the end."""
+
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "stdout"
+    CALLBACK_NAME = "mmo_voxel.ops.drift_report"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._start_recording()
+        # Everything the default callback prints goes through self._display: redact it there.
+        self._display = RedactingDisplay(self._display, self._clean)
+
+    def v2_playbook_on_start(self, playbook: Any) -> None:
+        self._record_playbook(playbook)
+        super().v2_playbook_on_start(playbook)
+
+    def v2_playbook_on_play_start(self, play: Any) -> None:
+        self._learn_secrets(play)
+        super().v2_playbook_on_play_start(play)
+
+    def v2_runner_on_ok(self, result: Any) -> None:
+        super().v2_runner_on_ok(result)
+        self._record_ok(result)
+
+    def v2_runner_item_on_ok(self, result: Any) -> None:
+        super().v2_runner_item_on_ok(result)
+        self._record_item_ok(result)
+
+    def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
+        super().v2_runner_on_failed(result, ignore_errors)
+        self._record_failed(result, ignore_errors)
+
+    def v2_runner_on_unreachable(self, result: Any) -> None:
+        super().v2_runner_on_unreachable(result)
+        self._record_unreachable(result)
+
+    def v2_playbook_on_stats(self, stats: Any) -> None:
+        super().v2_playbook_on_stats(stats)
+        path = self._write_report()
+        self._display.display(f"drift report: {path} ({self.report.summary()['status']})")
 
 
 def item_label(item: dict[str, Any]) -> str:

