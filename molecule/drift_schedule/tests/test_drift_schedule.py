@@ -111,6 +111,9 @@ def test_a_run_with_drift_succeeds_and_writes_the_report(host, run_service):
         journal = host.check_output(f"journalctl -u {UNIT}.service --no-pager -o cat")
     assert "drift-check: drift" in journal
     assert SECRET not in journal
+    # The control host's venv has no mitogen: the wrapper says so and checks with linear.
+    assert "mitogen not available" in journal
+    assert "drift-check: strategy linear" in journal
 
 
 def test_a_run_with_an_error_fails_the_unit(host, run_service):
