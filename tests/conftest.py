@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -46,3 +48,37 @@ def ansible_playbook() -> str:
     if not found:
         pytest.fail("ansible-playbook not found: run `make venv` first")
     return found
+
+
+ROLE_CHECK_PLAYBOOK = """\
+- name: Apply the {role} role with the variables under test
+  hosts: all
+  roles:
+    - role: {role}
+"""
+
+
+@pytest.fixture
+def check_role(tmp_path: Path, ansible_env: dict[str, str], ansible_playbook: str):
+    """Run one role against this machine in check mode with the given extra vars.
+
+    For bad-input tests: check mode means even a validation that let bad input through could
+    not change anything here; the tests assert the play stopped at the check task.
+    """
+
+    def run(role: str, extra_vars: dict) -> subprocess.CompletedProcess:
+        playbook = tmp_path / f"{role}.yml"
+        playbook.write_text(ROLE_CHECK_PLAYBOOK.format(role=role))
+        varsfile = tmp_path / "vars.json"
+        varsfile.write_text(json.dumps(extra_vars))
+        cmd = [ansible_playbook, "-i", "localhost,", "-c", "local", "--check", str(playbook)]
+        return subprocess.run(
+            [*cmd, "-e", f"@{varsfile}"],
+            env=ansible_env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+
+    return run

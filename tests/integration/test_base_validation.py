@@ -13,39 +13,7 @@ from pathlib import Path
 
 import pytest
 
-PLAYBOOK = """\
-- name: Apply the base role with the variables under test
-  hosts: all
-  roles:
-    - role: base
-"""
-
 GOOD_USER = {"name": "alice", "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHkZ alice@laptop"]}
-
-
-def run_base(tmp_path: Path, extra_vars: dict, ansible_env: dict, ansible_playbook: str):
-    playbook = tmp_path / "base.yml"
-    playbook.write_text(PLAYBOOK)
-    varsfile = tmp_path / "vars.json"
-    varsfile.write_text(json.dumps(extra_vars))
-    return subprocess.run(
-        [
-            ansible_playbook,
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "--check",
-            str(playbook),
-            "-e",
-            f"@{varsfile}",
-        ],
-        env=ansible_env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
 
 
 @pytest.mark.parametrize(
@@ -102,14 +70,9 @@ def run_base(tmp_path: Path, extra_vars: dict, ansible_env: dict, ansible_playbo
     ],
 )
 def test_bad_input_stops_before_any_change(
-    tmp_path: Path,
-    extra_vars: dict,
-    failing_task: str,
-    message: str,
-    ansible_env: dict,
-    ansible_playbook: str,
+    extra_vars: dict, failing_task: str, message: str, check_role
 ) -> None:
-    result = run_base(tmp_path, extra_vars, ansible_env, ansible_playbook)
+    result = check_role("base", extra_vars)
     out = result.stdout + result.stderr
     assert result.returncode == 2, out
     assert re.search(message, out), out

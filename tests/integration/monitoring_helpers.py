@@ -1,0 +1,188 @@
+"""Shared by the monitoring tests: render the monitoring role's templates with Ansible.
+
+The files come from the role's own templates and defaults (the production values), rendered by
+ansible-playbook's template module against localhost; a test shortens durations or moves ports
+through the same role variables (extra vars), never by editing the rendered text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sqlite3
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ROLE = REPO / "roles" / "monitoring"
+TEMPLATES = {
+    "rules": "etc/prometheus/rules/mmo_voxel.rules.yml.j2",
+    "prometheus": "etc/prometheus/prometheus.yml.j2",
+    "alertmanager": "etc/prometheus/alertmanager.yml.j2",
+}
+
+
+def render(
+    out_dir: Path,
+    env: dict[str, str],
+    ansible_playbook: str,
+    names: tuple[str, ...] = ("rules",),
+    extra_vars: dict[str, object] | None = None,
+) -> dict[str, Path]:
+    """Render the named templates of the role into out_dir; return name -> file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = {name: out_dir / Path(TEMPLATES[name]).name.removesuffix(".j2") for name in names}
+    playbook = [
+        {
+            "name": "Render the monitoring role's templates",
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "vars_files": [str(ROLE / "defaults" / "main.yml")],
+            "tasks": [
+                {
+                    "name": f"Render {name}",
+                    "ansible.builtin.template": {
+                        "src": str(ROLE / "templates" / TEMPLATES[name]),
+                        "dest": str(dest),
+                        "mode": "0600",
+                    },
+                    # The Alertmanager config holds the webhook URL: as in the role.
+                    "no_log": name == "alertmanager",
+                }
+                for name, dest in targets.items()
+            ],
+        }
+    ]
+    pb = out_dir / "render.yml"
+    pb.write_text(yaml.safe_dump(playbook, sort_keys=False), encoding="utf-8")
+    vars_file = out_dir / "render-vars.json"
+    vars_file.write_text(json.dumps(extra_vars or {}), encoding="utf-8")
+    result = subprocess.run(
+        [ansible_playbook, "-i", "localhost,", str(pb), "-e", f"@{vars_file}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    return targets
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+COLLECTOR = REPO / "roles" / "metrics_collector" / "files" / "mmo_voxel_metrics_collector.py"
+
+
+class FakeStatusServer:
+    """A stand-in for the game server's GET /status that the test steers.
+
+    ``doc`` is served as JSON; ``mode`` is ``ok``, ``hang`` (accepts, never answers within the
+    collector's timeout), ``error`` (HTTP 500) or ``garbage`` (not JSON). ``stop()`` closes the
+    port: connections are then refused, as from a crashed server.
+    """
+
+    def __init__(self, doc: dict[str, object] | None = None) -> None:
+        self.doc: dict[str, object] = dict(doc or {})
+        self.mode = "ok"
+        self.requests = 0
+        self._release = threading.Event()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake.requests += 1
+                if fake.mode == "hang":
+                    fake._release.wait(10)
+                    return
+                if fake.mode == "error":
+                    body, code = b'{"error": "boom"}', 500
+                elif fake.mode == "garbage":
+                    body, code = b"<html>not json</html>", 200
+                else:
+                    body, code = json.dumps(fake.doc).encode(), 200
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}/status"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Close the port (connection refused from now on)."""
+        self._release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def status_doc(
+    version: str = "1.4.2",
+    tick_rate: float = 30.0,
+    active_sessions: int = 12,
+    fail_total: int = 0,
+    uptime_s: float | None = None,
+) -> dict[str, object]:
+    """A /status document as the server's contract describes it."""
+    doc: dict[str, object] = {
+        "version": version,
+        "tick_rate": tick_rate,
+        "active_sessions": active_sessions,
+        "voxel_stream_fail_total": fail_total,
+    }
+    if uptime_s is not None:
+        doc["uptime_s"] = uptime_s
+    return doc
+
+
+def make_world(path: Path, rows: int = 100, *, wal: bool = True) -> None:
+    """A world database with the reference server's chunks table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path)
+    if wal:
+        db.execute("PRAGMA journal_mode=WAL")
+    db.execute(
+        "CREATE TABLE chunks (cx INTEGER NOT NULL, cy INTEGER NOT NULL, cz INTEGER NOT NULL, "
+        "payload BLOB NOT NULL, checksum TEXT NOT NULL, updated_at TEXT NOT NULL, "
+        "PRIMARY KEY (cx, cy, cz))"
+    )
+    db.executemany(
+        "INSERT INTO chunks VALUES (?, 0, 0, x'00', 'x', '2026-11-28T00:00:00Z')",
+        [(i,) for i in range(rows)],
+    )
+    db.commit()
+    db.close()
+
+
+def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Prometheus text format -> name -> [(labels, value)] (enough for the collector's output)."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$", line)
+        assert m, f"not a sample line: {line!r}"
+        labels = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        out.setdefault(m.group(1), []).append((labels, float(m.group(4))))
+    return out

@@ -1,0 +1,291 @@
+"""End to end: collector -> Prometheus -> Alertmanager -> Discord (a local receiver).
+
+Everything real runs on 127.0.0.1 on free ports with temporary directories: the collector file the
+role installs, Prometheus and Alertmanager from the Debian packages with the configuration the
+monitoring role renders (its templates, through ansible-playbook). Only two stand-ins: a status
+server the test steers (the game server's GET /status) and an HTTP receiver for Discord's webhook.
+Durations are shortened through the role's own variables (3 s instead of 3 m); the production
+values are asserted in test_alert_rules.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from monitoring_helpers import (
+    COLLECTOR,
+    FakeStatusServer,
+    free_port,
+    make_world,
+    render,
+    status_doc,
+)
+
+PROMETHEUS = shutil.which("prometheus")
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        PROMETHEUS is None or ALERTMANAGER is None,
+        reason="needs the Debian packages prometheus and prometheus-alertmanager",
+    ),
+]
+
+HOST = "game-1"
+TICK_FOR_S = 3
+ABSENT_FOR_S = 5
+WEBHOOK_PATH = "/api/webhooks/1234/e2e-token"
+
+
+class DiscordReceiver:
+    """Records what Alertmanager posts to the webhook, answering as Discord does (204)."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver.lock:
+                    receiver.paths.append(self.path)
+                    receiver.messages.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{WEBHOOK_PATH}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def titles(self) -> list[str]:
+        with self.lock:
+            return [e.get("title", "") for m in self.messages for e in m.get("embeds", [])]
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float) -> dict[str, Any]:
+        """The first embed whose title satisfies predicate, waiting up to timeout seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                for m in self.messages:
+                    for embed in m.get("embeds", []):
+                        if predicate(embed.get("title", "")):
+                            return embed
+            time.sleep(0.2)
+        raise AssertionError(f"no such message within {timeout} s; got {self.titles()}")
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Processes:
+    """Started processes, all stopped at the end (SIGTERM, then SIGKILL)."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen, Path]] = []
+
+    def start(self, name: str, argv: list[str], log_dir: Path) -> subprocess.Popen:
+        log = log_dir / f"{name}.log"
+        proc = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        self.procs.append((name, proc, log))
+        return proc
+
+    def check_alive(self) -> None:
+        for name, proc, log in self.procs:
+            assert proc.poll() is None, f"{name} exited:\n{log.read_text()[-3000:]}"
+
+    def stop_all(self) -> None:
+        for _, proc, _ in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _, proc, _ in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def get_json(url: str) -> Any:
+    # http://127.0.0.1 URLs the test builds itself.
+    with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310
+        return json.loads(resp.read())
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, procs: Processes) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        procs.check_alive()
+        try:
+            value = check()
+        except OSError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def stack(
+    tmp_path: Path, ansible_env: dict[str, str], ansible_playbook: str
+) -> Iterator[dict[str, Any]]:
+    status = FakeStatusServer(status_doc(tick_rate=30.0))
+    discord = DiscordReceiver()
+    procs = Processes()
+    ports = {name: free_port() for name in ("prometheus", "alertmanager", "collector", "node")}
+    conf = tmp_path / "etc"
+    files = render(
+        conf,
+        ansible_env,
+        ansible_playbook,
+        ("rules", "prometheus", "alertmanager"),
+        {
+            # Paths and ports of this test.
+            "monitoring_config_dir": str(conf),
+            "monitoring_rules_file": str(conf / "mmo_voxel.rules.yml"),
+            "monitoring_prometheus_port": ports["prometheus"],
+            "monitoring_alertmanager_port": ports["alertmanager"],
+            "monitoring_node_exporter_port": ports["node"],
+            "monitoring_collector_hosts": [HOST],
+            "monitoring_collector_addresses": {HOST: f"127.0.0.1:{ports['collector']}"},
+            "monitoring_environment": "e2e",
+            "monitoring_alertmanager_discord_webhook_url": discord.url,
+            # Shortened through the same variables production uses.
+            "monitoring_scrape_interval": "1s",
+            "monitoring_evaluation_interval": "1s",
+            "monitoring_alert_tick_rate_for": f"{TICK_FOR_S}s",
+            "monitoring_alert_metrics_absent_for": f"{ABSENT_FOR_S}s",
+            "monitoring_alertmanager_group_wait": "1s",
+            "monitoring_alertmanager_group_interval": "1s",
+            "monitoring_alertmanager_repeat_interval": "1h",
+        },
+    )
+    world = tmp_path / "data" / "world.db"
+    make_world(world)
+    try:
+        procs.start(
+            "collector",
+            [
+                sys.executable,
+                str(COLLECTOR),
+                "--status-url",
+                status.url,
+                "--db",
+                str(world),
+                "--output",
+                str(tmp_path / "logs" / "metrics.jsonl"),
+                "--host",
+                HOST,
+                "--interval",
+                "0.5",
+                "--status-timeout",
+                "0.2",
+                "--db-timeout",
+                "0.2",
+                "--listen-port",
+                str(ports["collector"]),
+            ],
+            tmp_path,
+        )
+        procs.start(
+            "alertmanager",
+            [
+                str(ALERTMANAGER),
+                f"--config.file={files['alertmanager']}",
+                f"--storage.path={tmp_path / 'alertmanager'}",
+                f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
+                "--cluster.listen-address=",
+            ],
+            tmp_path,
+        )
+        procs.start(
+            "prometheus",
+            [
+                str(PROMETHEUS),
+                f"--config.file={files['prometheus']}",
+                f"--storage.tsdb.path={tmp_path / 'prometheus'}",
+                f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+            ],
+            tmp_path,
+        )
+        prom = f"http://127.0.0.1:{ports['prometheus']}"
+
+        def query(expr: str) -> list[dict[str, Any]]:
+            q = urllib.parse.urlencode({"query": expr})
+            return get_json(f"{prom}/api/v1/query?{q}")["data"]["result"]
+
+        yield {
+            "status": status,
+            "discord": discord,
+            "procs": procs,
+            "query": query,
+            "prom": prom,
+            "jsonl": tmp_path / "logs" / "metrics.jsonl",
+        }
+    finally:
+        procs.stop_all()
+        discord.stop()
+        status.stop()
+
+
+def test_breach_fires_to_discord_and_recovery_resolves(stack: dict[str, Any]) -> None:
+    status: FakeStatusServer = stack["status"]
+    discord: DiscordReceiver = stack["discord"]
+    procs: Processes = stack["procs"]
+    query = stack["query"]
+
+    # Healthy: the collector's value reaches Prometheus, nothing is sent.
+    wait_until(lambda: query(f'mmo_voxel_tick_rate{{host="{HOST}"}} == 30'), 30, "tick_rate", procs)
+    assert discord.messages == []
+
+    # Breach: tick_rate 12 (< 20). Firing only after the (shortened) duration.
+    status.doc = status_doc(tick_rate=12.0)
+    breached_at = time.monotonic()
+    firing = discord.wait_for(lambda t: t.startswith("[FIRING") and "MmoVoxelTickRateLow" in t, 40)
+    assert time.monotonic() - breached_at >= TICK_FOR_S, "fired before the duration was over"
+    assert HOST in firing["title"]
+    assert "(e2e)" in firing["title"]
+    assert f"Tick rate below 20 on {HOST}" in firing["description"]
+    assert "runs at 12.0 ticks/s" in firing["description"]
+    assert "operations/runbooks/restart.md" in firing["description"]
+    assert discord.paths[0] == WEBHOOK_PATH
+
+    # Recovery: tick_rate back to 30 -> a resolved message for the same alert.
+    status.doc = status_doc(tick_rate=30.0)
+    resolved = discord.wait_for(
+        lambda t: t.startswith("[RESOLVED]") and "MmoVoxelTickRateLow" in t, 40
+    )
+    assert "RESOLVED: **Tick rate below 20" in resolved["description"]
+    # Nothing else fired meanwhile (no dead man while the server answered).
+    assert all("MmoVoxelTickRateLow" in t for t in discord.titles())
+
+    # The server stops answering: the collector writes nulls, the series goes away and the
+    # dead man fires after its (shortened) window.
+    status.stop()
+    stopped_at = time.monotonic()
+    dead = discord.wait_for(lambda t: t.startswith("[FIRING") and "MmoVoxelMetricsAbsent" in t, 40)
+    assert time.monotonic() - stopped_at >= ABSENT_FOR_S
+    assert f"No metrics from {HOST}" in dead["description"]
+    lines = [json.loads(x) for x in stack["jsonl"].read_text().splitlines()]
+    assert lines[-1]["tick_rate"] is None
+    assert lines[-1]["version"] is None
+    assert not query(f'mmo_voxel_tick_rate{{host="{HOST}"}}')
