@@ -51,8 +51,16 @@ integration: $(STAMP)
 
 # The README's test command. On a fresh machine it installs the system packages first.
 # Every scenario under molecule/ runs inside the one pytest run (tests/molecule collects them).
+# Then the leak scan: the run's captured output (JUnit XML, every test's stdout and stderr), the
+# log of every Ansible run and the drift reports must hold none of the test secrets
+# (scripts/leak-scan --repo-defaults). It runs even when pytest failed; either failing fails.
+REPORTS := .cache/test-reports
 test: system-packages lint images
-	$(BIN)/pytest tests
+	rm -rf $(REPORTS) && mkdir -p $(REPORTS)
+	rc=0; ANSIBLE_LOG_PATH=$(CURDIR)/$(REPORTS)/ansible.log \
+	  $(BIN)/pytest tests -o junit_logging=all --junitxml=$(REPORTS)/junit.xml || rc=$$?; \
+	$(BIN)/python scripts/leak-scan --repo-defaults $(REPORTS) $(wildcard .cache/drift) || rc=1; \
+	exit $$rc
 
 molecule: $(STAMP) images
 	if [ -n "$(SCENARIO)" ]; then $(BIN)/molecule test -s "$(SCENARIO)"; else $(BIN)/molecule test --all; fi

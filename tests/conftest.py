@@ -50,25 +50,38 @@ def ansible_playbook() -> str:
     return found
 
 
+# `roles:` runs the role's argument spec validation first (include_role does not).
 ROLE_CHECK_PLAYBOOK = """\
 - name: Apply the {role} role with the variables under test
   hosts: all
   roles:
     - role: {role}
 """
+ROLE_TASKS_CHECK_PLAYBOOK = """\
+- name: Run {tasks_from} of the {role} role with the variables under test
+  hosts: all
+  tasks:
+    - name: Run {tasks_from}
+      ansible.builtin.include_role:
+        name: {role}
+        tasks_from: {tasks_from}
+"""
 
 
 @pytest.fixture
 def check_role(tmp_path: Path, ansible_env: dict[str, str], ansible_playbook: str):
-    """Run one role against this machine in check mode with the given extra vars.
+    """Run one role (or one of its task files) against this machine in check mode.
 
     For bad-input tests: check mode means even a validation that let bad input through could
     not change anything here; the tests assert the play stopped at the check task.
     """
 
-    def run(role: str, extra_vars: dict) -> subprocess.CompletedProcess:
+    def run(
+        role: str, extra_vars: dict, tasks_from: str = "main.yml"
+    ) -> subprocess.CompletedProcess:
         playbook = tmp_path / f"{role}.yml"
-        playbook.write_text(ROLE_CHECK_PLAYBOOK.format(role=role))
+        text = ROLE_CHECK_PLAYBOOK if tasks_from == "main.yml" else ROLE_TASKS_CHECK_PLAYBOOK
+        playbook.write_text(text.format(role=role, tasks_from=tasks_from))
         varsfile = tmp_path / "vars.json"
         varsfile.write_text(json.dumps(extra_vars))
         cmd = [ansible_playbook, "-i", "localhost,", "-c", "local", "--check", str(playbook)]

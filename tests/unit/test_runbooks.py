@@ -6,8 +6,10 @@ a variable that playbook or one of the roles it includes knows (so a renamed var
 here, not during an incident). Playbooks still to come from another issue go in PENDING with a
 strict xfail: once they land the case turns XPASS (red) and the entry must be removed.
 
-Whether each playbook is also *run* by some test is not checked here: the playbooks' own
-integration tests do that (tests/integration/).
+Every such playbook must also be *run* by a test of the suite: EXERCISED_BY names the test
+for each, and the check below proves that test exists and calls that playbook (by its path or,
+where the test builds the path, by the name it passes), so a runbook cannot point at a
+playbook nothing runs.
 """
 
 from __future__ import annotations
@@ -32,6 +34,39 @@ NAMED = [
 SECTIONS = ["Symptoms", "Fix", "Verify", "Record"]
 # playbook path -> reason; every entry becomes xfail(strict=True). Empty: all have landed.
 PENDING: dict[str, str] = {}
+# playbook -> (test file, test function, the string by which that test names the playbook).
+EXERCISED_BY: dict[str, tuple[str, str, str]] = {
+    "playbooks/runbooks/restart.yml": (
+        "tests/integration/test_deploy_e2e.py",
+        "test_deploy_fail_rollback_and_noop",
+        '"playbooks/runbooks/restart.yml"',
+    ),
+    "playbooks/runbooks/rollback.yml": (
+        "tests/integration/test_deploy_e2e.py",
+        "test_deploy_fail_rollback_and_noop",
+        '"playbooks/runbooks/rollback.yml"',
+    ),
+    "playbooks/db_restore.yml": (
+        "tests/integration/test_db_playbooks.py",
+        "test_restore_check_apply_repeat",
+        '"db_restore"',
+    ),
+    "playbooks/chunk_repair.yml": (
+        "tests/integration/test_db_playbooks.py",
+        "test_chunk_repair_check_apply_repeat",
+        '"chunk_repair"',
+    ),
+    "playbooks/secrets_offboard.yml": (
+        "tests/integration/test_secrets_playbooks.py",
+        "test_offboard_removes_access_rotates_and_lists_what_to_change",
+        '"offboard"',
+    ),
+    "playbooks/secrets_regenerate.yml": (
+        "tests/integration/test_secrets_playbooks.py",
+        "test_regenerate_writes_fresh_values_each_run",
+        '"regenerate"',
+    ),
+}
 
 
 def section(text: str, title: str) -> str:
@@ -152,3 +187,25 @@ def test_the_index_links_every_runbook():
     for page in sorted(RUNBOOKS.glob("*.md")):
         if page.name != "README.md":
             assert f"]({page.name})" in index, page.name
+
+
+def function_source(path: Path, name: str) -> str:
+    """The text of one top-level test function (up to the next top-level definition)."""
+    text = path.read_text(encoding="utf-8")
+    match = re.search(rf"^def {re.escape(name)}\(.*?(?=^(?:def |class |@)|\Z)", text, re.M | re.S)
+    assert match, f"{path.relative_to(REPO)} has no test function {name}"
+    return match.group(0)
+
+
+@pytest.mark.parametrize(("runbook", "argv"), cases())
+def test_fix_command_is_run_by_a_test_of_the_suite(runbook, argv):
+    playbook = playbook_of(argv)
+    assert playbook in EXERCISED_BY, f"{runbook}: no test named in EXERCISED_BY runs {playbook}"
+    test_file, function, token = EXERCISED_BY[playbook]
+    body = function_source(REPO / test_file, function)
+    assert token in body, f"{test_file}::{function} does not run {playbook} (no {token})"
+
+
+def test_every_exercised_by_entry_is_a_fix_command():
+    """No stale entries: the map lists exactly the playbooks the runbooks' Fix sections run."""
+    assert set(EXERCISED_BY) == {playbook_of(c.values[1]) for c in cases()}
