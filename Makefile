@@ -42,6 +42,7 @@ lint: $(STAMP) system-packages
 	scripts/shellcheck-all
 	scripts/detect-private-key
 	$(BIN)/python scripts/check-sops-encrypted
+	$(BIN)/python scripts/render-requirements --check
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
@@ -81,6 +82,7 @@ bench: $(STAMP) images
 	$(BIN)/python bench/bench_db_backup.py
 	$(BIN)/python bench/bench_drift.py --inotify
 	$(BIN)/python bench/bench_deploy.py
+	$(BIN)/python bench/bench_workstation.py
 
 lock: $(STAMP)
 	$(BIN)/pip install --quiet --upgrade -r requirements.txt

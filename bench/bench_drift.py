@@ -45,20 +45,15 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+import systemd_instance  # noqa: E402  (the tests/ helper, found through the line above)
+
 VENV_BIN = Path(sys.executable).parent
-IMAGE = os.environ.get("MOLECULE_IMAGE", "mmo-voxel/debian12-systemd:latest")
+IMAGE = systemd_instance.IMAGE
 CONVERGED = "mmo-voxel/bench-drift-converged:latest"
 PREFIX = "bench-drift-"
-# The docker options of the shared Molecule platform (.config/molecule/config.yml).
-SYSTEMD_OPTS = [
-    "--cap-add=SYS_ADMIN",
-    "--security-opt=seccomp=unconfined",
-    "--security-opt=apparmor=unconfined",
-    "--cgroupns=host",
-    "-v=/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs=/run",
-    "--tmpfs=/run/lock",
-]
+# The options of the shared Molecule platform (tests/systemd_instance.py reads them).
+SYSTEMD_OPTS = systemd_instance.docker_run_options()
 # The server configuration the fleet is converged to (non-default values, like molecule/drift).
 GROUP_VARS = {
     # The bench measures the baseline (base role); the engine has its own scenario.
