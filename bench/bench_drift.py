@@ -15,7 +15,7 @@ Every fleet size is measured with three controller settings in the same run:
   reported as unavailable and the others still run: that is the fallback.
 
 The hosts are systemd containers (the Molecule image, ``scripts/ensure-test-images``) started
-from one converged instance: one container is converged with ``playbooks/server.yml`` and
+from one converged instance: one container is converged with ``playbooks/site.yml`` and
 committed as ``mmo-voxel/bench-drift-converged:latest``, then N copies of it are started, so
 the check is a no-op (every run must report every host clean, or the figure is discarded).
 Each measured run is ``playbooks/drift_check.yml --check --diff`` with the report callback,
@@ -53,11 +53,14 @@ IMAGE = systemd_instance.IMAGE
 CONVERGED = "mmo-voxel/bench-drift-converged:latest"
 PREFIX = "bench-drift-"
 # The options of the shared Molecule platform (tests/systemd_instance.py reads them).
-SYSTEMD_OPTS = systemd_instance.docker_run_options()
+# NET_ADMIN: the hardening role's nftables firewall (site.yml).
+SYSTEMD_OPTS = systemd_instance.docker_run_options(extra_capabilities=("NET_ADMIN",))
 # The server configuration the fleet is converged to (non-default values, like molecule/drift).
 GROUP_VARS = {
-    # The bench measures the baseline (base role); the engine has its own scenario.
+    # The bench measures the site's host configuration; the engine has its own scenario.
     "server_container_engine": False,
+    # A container's /proc/sys is read-only: the hardening role writes its sysctl file only.
+    "hardening_sysctl_apply": False,
     "base_timezone": "Etc/UTC",
     "base_ntp_servers": ["ntp1.example.net"],
     "base_admin_users": [
@@ -206,7 +209,7 @@ def converge_image(work: Path) -> None:
         env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
         env["ANSIBLE_CACHE_PLUGIN_CONNECTION"] = str(work / "facts-converge")
         run = subprocess.run(
-            [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "playbooks/server.yml"],
+            [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "playbooks/site.yml"],
             cwd=REPO,
             env=env,
             capture_output=True,

@@ -6,6 +6,8 @@ bad input through could not change anything here; the assertions prove it stoppe
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from role_validation import assert_stopped_before_change
 
@@ -107,3 +109,21 @@ def test_good_input_passes_validation(check_role) -> None:
     result = check_role("hardening", good, tasks_from="assert.yml")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "failed=0" in result.stdout
+
+
+def test_the_machine_ansible_runs_on_is_left_out(repo, ansible_env, ansible_playbook) -> None:
+    """The embedded default inventory is this machine: hardening.yml leaves it alone, saying so."""
+    playbook = str(repo / "playbooks" / "hardening.yml")
+    inventory = str(repo / "inventories" / "local")
+    result = subprocess.run(
+        [ansible_playbook, "-i", inventory, "--check", playbook, "--limit", "game_servers"],
+        env=ansible_env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 0, out
+    assert "the machine running Ansible: not hardened" in out
+    assert "TASK [hardening :" not in out
