@@ -83,6 +83,7 @@ bench: $(STAMP) images
 	$(BIN)/python bench/bench_drift.py --inotify
 	$(BIN)/python bench/bench_deploy.py
 	$(BIN)/python bench/bench_workstation.py
+	$(BIN)/python bench/bench_litestream_rpo.py
 
 lock: $(STAMP)
 	$(BIN)/pip install --quiet --upgrade -r requirements.txt

@@ -33,7 +33,7 @@ description:
     C(latest.md) and a line in C(history.jsonl) into I(report_dir), keeping the newest I(keep).
   - Secrets never reach the report. A C(no_log) task is listed as changed with its details
     hidden. Values of variables whose names say they are secrets (password, secret, token,
-    api_key, private_key, webhook, credential, and the names in I(secret_vars)) are replaced
+    api_key, private_key, webhook, credential, shadow, and the names in I(secret_vars)) are replaced
     by C(<redacted>) wherever they appear, and so is the value of any C(key=value) or
     C(key:value) line (spaces allowed) whose key names a secret.
   - Meant for C(playbooks/drift_check.yml) run with C(--check --diff) through

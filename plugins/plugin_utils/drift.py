@@ -28,7 +28,7 @@ STATUS = {EXIT_CLEAN: "clean", EXIT_DRIFT: "drift", EXIT_ERROR: "error"}
 REDACTED = "<redacted>"
 # Variable names whose values are secrets: their values are removed from every diff and message.
 SECRET_NAME = re.compile(
-    r"(pass(word|wd|phrase)?|secret|token|api_?key|private_?key|webhook|credential)", re.I
+    r"(pass(word|wd|phrase)?|secret|token|api_?key|private_?key|webhook|credential|shadow)", re.I
 )
 # `key = value` / `key: value` lines whose key names a secret: the value is removed even when
 # the secret's variable is unknown to the report (a hand-edited file on the host, say).
@@ -38,6 +38,10 @@ SECRET_ASSIGNMENT = re.compile(
     re.I,
 )
 MIN_SECRET_LENGTH = 4  # shorter values would redact ordinary words everywhere
+# Names that look like secrets but hold world-readable data: the facts of ansible.builtin.getent
+# for the passwd and group databases (user names, home directories, shells). Taken for secrets,
+# they redacted every occurrence of a system user's name ("backup", say) in every report.
+PUBLIC_NAMES = frozenset({"getent_passwd", "getent_group"})
 HIDDEN = "details hidden: the task is no_log"
 
 
@@ -180,7 +184,8 @@ def secret_values(variables: Mapping[str, Any], extra_names: Iterable[str] = ())
     def walk(value: Any, secret: bool) -> None:
         if isinstance(value, Mapping):
             for key, sub in value.items():
-                walk(sub, secret or key in extra or bool(SECRET_NAME.search(str(key))))
+                named = key in extra or bool(SECRET_NAME.search(str(key)))
+                walk(sub, (secret or named) and str(key) not in PUBLIC_NAMES)
         elif isinstance(value, list | tuple):
             for sub in value:
                 walk(sub, secret)

@@ -8,6 +8,7 @@ restarts it; --check changes nothing; bad input stops in preflight.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import socket
@@ -470,3 +471,74 @@ def test_drift_check_reports_a_container_changed_by_hand(
     assert status(site)["version"] == "1.0.0"
     code, report = drift_check(site, ansible_env, tmp_path / "reports")
     assert code == 0, report
+
+
+def write(db: Path, *statements: tuple[str, tuple]) -> None:
+    """Write beside the running server (WAL: readers and one writer at a time, with a wait)."""
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        with con:
+            for sql, args in statements:
+                con.execute(sql, args)
+    finally:
+        con.close()
+
+
+def started_at() -> str:
+    return docker("inspect", "-f", "{{.State.StartedAt}}", CONTAINER).stdout
+
+
+def container_id() -> str:
+    return docker("inspect", "-f", "{{.Id}}", CONTAINER).stdout
+
+
+def test_database_runbooks_stop_fix_and_restart_the_server(
+    site: dict, ansible_env: dict, tmp_path: Path
+) -> None:
+    """Runs after the drift test: v1 is serving. The two database runbooks around a live server."""
+    db = site["db"]
+    backups = site["root"] / "db-backups"
+    db_vars = ["-e", f"db_ops_db_path={db}", "-e", f"db_ops_backup_dir={backups}"]
+    # A chunk far from where the reference server edits, so only the test touches it.
+    payload = b"voxel-runbook-chunk" * 64
+    far = (100000, 0, 100000)
+    write(
+        db,
+        (
+            "INSERT OR REPLACE INTO chunks (cx, cy, cz, payload, checksum, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, datetime('now'))",
+            (*far, payload, hashlib.sha256(payload).hexdigest()),
+        ),
+    )
+    backup = run(site, "playbooks/db_backup.yml", ansible_env, *db_vars)
+    assert backup.returncode == 0, backup.stdout[-6000:]
+
+    # A table made after the backup; the rollback runbook restores the backup without it.
+    write(db, ("CREATE TABLE made_after_the_backup (x INTEGER)", ()))
+    before, same = started_at(), container_id()
+    rollback = run(site, "playbooks/runbooks/db_rollback.yml", ansible_env, *db_vars)
+    logs = docker("logs", "--tail", "30", CONTAINER, check=False)
+    assert rollback.returncode == 0, rollback.stdout[-4000:] + logs.stdout + logs.stderr
+    assert "made_after_the_backup" not in [name for name, _ in schema(db)[1]]
+    assert started_at() != before  # stopped for the restore, started again
+    assert container_id() == same  # the same container, not a re-created one
+    assert status(site)["version"] == "1.0.0"
+
+    # A damaged chunk: the chunk repair runbook puts the backup's payload back.
+    write(db, ("UPDATE chunks SET payload = ? WHERE cx = ? AND cy = ? AND cz = ?", (b"rot", *far)))
+    before = started_at()
+    repair = run(site, "playbooks/runbooks/chunk_repair.yml", ansible_env, *db_vars)
+    logs = docker("logs", "--tail", "30", CONTAINER, check=False)
+    assert repair.returncode == 0, repair.stdout[-4000:] + logs.stdout + logs.stderr
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = con.execute(
+            "SELECT payload, checksum FROM chunks WHERE cx = ? AND cy = ? AND cz = ?", far
+        ).fetchone()
+    finally:
+        con.close()
+    assert row[0] == payload
+    assert hashlib.sha256(row[0]).hexdigest() == row[1]
+    assert started_at() != before
+    assert container_id() == same
+    assert status(site)["version"] == "1.0.0"

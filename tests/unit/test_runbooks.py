@@ -46,15 +46,15 @@ EXERCISED_BY: dict[str, tuple[str, str, str]] = {
         "test_deploy_fail_rollback_and_noop",
         '"playbooks/runbooks/rollback.yml"',
     ),
-    "playbooks/db_restore.yml": (
-        "tests/integration/test_db_playbooks.py",
-        "test_restore_check_apply_repeat",
-        '"db_restore"',
+    "playbooks/runbooks/db_rollback.yml": (
+        "tests/integration/test_deploy_e2e.py",
+        "test_database_runbooks_stop_fix_and_restart_the_server",
+        '"playbooks/runbooks/db_rollback.yml"',
     ),
-    "playbooks/chunk_repair.yml": (
-        "tests/integration/test_db_playbooks.py",
-        "test_chunk_repair_check_apply_repeat",
-        '"chunk_repair"',
+    "playbooks/runbooks/chunk_repair.yml": (
+        "tests/integration/test_deploy_e2e.py",
+        "test_database_runbooks_stop_fix_and_restart_the_server",
+        '"playbooks/runbooks/chunk_repair.yml"',
     ),
     "playbooks/secrets_offboard.yml": (
         "tests/integration/test_secrets_playbooks.py",

@@ -10,13 +10,15 @@ Usage::
     scripts/voxeldb migrate --db DB --migrations-dir DIR [--target VERSION]
     scripts/voxeldb check   --db DB [--integrity quick|full] [--expected-index NAME ...]
     scripts/voxeldb repair-chunks --db DB --backup-dir DIR [--table T --key-columns a,b,c ...]
+    scripts/voxeldb drill   --backup-dir DIR --scratch-dir DIR [--check quick|full]
 
 Every subcommand takes ``--dry-run`` (check mode: report, change nothing) and ``--json``.
 
 Exit codes: 0 success (also "nothing to do"); 1 error (bad input, failed verification, failed
 migration: the message says what and that nothing, or what, was changed); 2 attention needed:
 ``check`` found the database unhealthy, ``repair-chunks`` left unrepairable rows, or, with
-``--dry-run``, a change would be made.
+``--dry-run``, a change would be made. A failed ``drill`` (the newest backup does not restore
+and verify) exits 1.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.backup impor
     prune,
 )
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.chunks import repair_chunks
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.drill import run_drill
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.errors import VoxelDBError
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.health import check_health
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.migrate import migrate
@@ -112,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-columns", default="cx,cy,cz", help="comma-separated")
     p.add_argument("--payload-column", default="payload")
     p.add_argument("--checksum-column", default="checksum")
+
+    p = sub.add_parser("drill", parents=[common], help="restore the newest backup to scratch")
+    p.add_argument("--backup-dir", required=True)
+    p.add_argument("--scratch-dir", required=True, help="an existing directory to work in")
+    p.add_argument("--check", choices=("quick", "full"), default="full")
     return parser
 
 
@@ -158,6 +166,9 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
             strict=args.strict,
         )
         return result, EXIT_OK if result["healthy"] else EXIT_ATTENTION
+    elif args.command == "drill":
+        result = run_drill(args.backup_dir, args.scratch_dir, check=args.check, check_mode=dry)
+        return result, EXIT_OK if result["ok"] else EXIT_ERROR
     else:
         keys = [k.strip() for k in args.key_columns.split(",") if k.strip()]
         result = repair_chunks(

@@ -94,6 +94,18 @@ def test_secret_values_by_name_at_any_depth() -> None:
     }
 
 
+def test_the_passwd_and_group_facts_are_not_secrets() -> None:
+    """getent's facts name "passwd" but hold /etc/passwd: a user called backup is no secret.
+
+    The shadow database (password hashes) stays secret."""
+    facts = {
+        "getent_passwd": {"backup": ["x", "34", "34", "backup", "/var/backups", "/bin/false"]},
+        "getent_group": {"docker": ["x", "999", "alice"]},
+        "getent_shadow": {"alice": ["$y$j9T$hash-of-alice", "19000"]},
+    }
+    assert secret_values({"ansible_facts": facts, **facts}) == {"$y$j9T$hash-of-alice", "19000"}
+
+
 def report_with(**hosts: list[Change] | str) -> DriftReport:
     report = DriftReport(started="2026-11-28T12:00:00Z")
     for name, value in hosts.items():

@@ -1,0 +1,252 @@
+#!/usr/bin/python3
+"""Run one scheduled database job of a game server host and record its outcome; send alerts.
+
+Installed by the db_schedule role as ``<install_dir>/bin/mmo-voxel-db-job``; needs only the
+Python standard library and the toolkit's command line (``voxeldb``), no Ansible.
+
+    mmo-voxel-db-job run backup|check|drill [--alert]
+        Run the toolkit command the configuration names for the job, record the result in the
+        status file and exit 0 (ok) or 1 (failed). ``--alert`` posts a failure to Discord
+        itself (cron hosts; on systemd hosts OnFailure= starts ``alert`` instead).
+    mmo-voxel-db-job alert UNIT
+        OnFailure handler (mmo-voxel-db-alert@UNIT.service): mark the unit's job failed in the
+        status file unless the job already recorded its own failure, then post to Discord.
+
+Configuration: JSON (default /etc/mmo-voxel/db-ops.json, or --config) with ``voxeldb``,
+``status_file``, ``webhook_file``, ``alert_timeout``, ``host``, ``units`` (service -> job) and
+``jobs`` (job -> toolkit arguments).
+
+Status file (docs/contracts.md): one JSON object, one entry per job (``backup``, ``check``,
+``drill``): ``result`` ok|failed, ``finished_at`` and ``last_ok_at`` (RFC 3339 UTC, null when
+never ok), ``detail``. Written under a lock, atomically (temp file, fsync, rename).
+
+The webhook URL is read from a root-only file and never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = "/etc/mmo-voxel/db-ops.json"
+STATUS_JOBS = ("backup", "check", "drill")
+# An own failure record this recent is the one the alert reports (the job wrote it just now).
+FRESH_SECONDS = 600
+
+
+def utc_now() -> dt.datetime:
+    """The current time, aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def rfc3339(moment: dt.datetime) -> str:
+    """RFC 3339 UTC with seconds (``2026-11-29T00:00:05Z``)."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: Any) -> dt.datetime | None:
+    """The time of an RFC 3339 string, or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside the status file (job and alert may write at once)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "w", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def read_status(path: Path) -> dict[str, Any]:
+    """The status document, or an empty one when missing or unreadable."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def write_status(path: Path, doc: dict[str, Any]) -> None:
+    """Write the status document atomically (0644: the metrics collector reads it)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(doc, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dirfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
+
+
+def record(path: Path, job: str, ok: bool, detail: str, keep_fresh_failure: bool = False) -> str:
+    """Record one outcome of ``job``; return the detail the status file now holds."""
+    with locked(path):
+        doc = read_status(path)
+        previous = doc.get(job) if isinstance(doc.get(job), dict) else {}
+        now = utc_now()
+        if keep_fresh_failure and previous.get("result") == "failed":
+            finished = parse_rfc3339(previous.get("finished_at"))
+            if finished and (now - finished).total_seconds() <= FRESH_SECONDS:
+                return str(previous.get("detail", detail))
+        doc[job] = {
+            "result": "ok" if ok else "failed",
+            "finished_at": rfc3339(now),
+            "last_ok_at": rfc3339(now) if ok else previous.get("last_ok_at"),
+            "detail": detail[:500],
+        }
+        write_status(path, doc)
+    return detail
+
+
+def describe(job: str, code: int, result: dict[str, Any] | None, stderr: str) -> str:
+    """One line for the status file and the alert."""
+    if result is None:
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        return lines[-1] if lines else f"voxeldb exited {code} without a result"
+    if result.get("failed"):
+        return str(result.get("msg", "failed"))
+    if job == "backup":
+        backup = result.get("backup") or {}
+        made = "wrote" if result.get("changed") else "unchanged since"
+        return f"{made} {backup.get('name', '?')} ({backup.get('size', '?')} bytes)"
+    if job == "check":
+        if result.get("healthy"):
+            return "healthy" + (
+                f", warnings: {result['warnings']}" if result.get("warnings") else ""
+            )
+        return f"unhealthy: {', '.join(result.get('failing', []))}"
+    return str(result.get("msg", ""))
+
+
+def run_job(config: dict[str, Any], job: str) -> tuple[bool, str]:
+    """Run the toolkit for ``job``; return (ok, detail)."""
+    argv = [config["voxeldb"], *config["jobs"][job], "--json"]
+    # The arguments come from the root-owned configuration the role wrote, never from a user.
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+    try:
+        result = json.loads(proc.stdout) if proc.stdout.strip() else None
+    except ValueError:
+        result = None
+    if proc.stderr:
+        sys.stderr.write(proc.stderr)
+    if result is not None:
+        print(json.dumps(result, sort_keys=True, default=str))
+    return proc.returncode == 0, describe(job, proc.returncode, result, proc.stderr)
+
+
+def read_webhook(path: str) -> str:
+    """The webhook URL from its root-only file; empty when not configured."""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return ""
+
+
+def post_discord(config: dict[str, Any], text: str) -> bool:
+    """Post ``text`` to the configured webhook; True when there is none or it was accepted."""
+    url = read_webhook(config["webhook_file"])
+    if not url:
+        print("no Discord webhook configured: status file only")
+        return True
+    body = json.dumps({"content": text[:1900], "allowed_mentions": {"parse": []}}).encode()
+    request = urllib.request.Request(  # noqa: S310 - the URL is the operator's https webhook
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "mmo-voxel-db-job/1"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=float(config["alert_timeout"])) as answer:  # noqa: S310
+            print(f"alert posted to Discord (HTTP {answer.status})")
+            return True
+    except (urllib.error.URLError, OSError) as exc:
+        # The reason only: the URL (which holds the token) is never printed.
+        reason = getattr(exc, "code", None) or getattr(exc, "reason", None) or type(exc).__name__
+        print(f"posting the alert to Discord failed: {reason}", file=sys.stderr)
+        return False
+
+
+def systemd_result(unit: str) -> str:
+    """systemd's Result= of a unit (exit-code, timeout, signal, ...), or unknown."""
+    try:
+        proc = subprocess.run(  # noqa: S603 - argv list, unit name from systemd's %n
+            ["/bin/systemctl", "show", unit, "-p", "Result", "--value"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return proc.stdout.strip() or "unknown"
+
+
+def alert_text(config: dict[str, Any], what: str, detail: str) -> str:
+    """The Discord message."""
+    return f"mmo_voxel {config['host']}: database {what} FAILED: {detail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="mmo-voxel-db-job", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--config", default=os.environ.get("MMO_VOXEL_DB_OPS_CONFIG", DEFAULT_CONFIG)
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run one job and record it")
+    p.add_argument("job", choices=STATUS_JOBS)
+    p.add_argument("--alert", action="store_true", help="post a failure to Discord (cron)")
+    p = sub.add_parser("alert", help="OnFailure handler for a unit")
+    p.add_argument("unit")
+    args = parser.parse_args(argv)
+    config = json.loads(Path(args.config).read_text(encoding="utf-8"))
+    status = Path(config["status_file"])
+
+    if args.command == "run":
+        try:
+            ok, detail = run_job(config, args.job)
+        except OSError as exc:
+            ok, detail = False, f"cannot run the toolkit: {exc}"
+        detail = record(status, args.job, ok, detail)
+        print(f"{args.job}: {'ok' if ok else 'FAILED'}: {detail}")
+        if not ok and args.alert:
+            post_discord(config, alert_text(config, args.job, detail))
+        return 0 if ok else 1
+
+    job = config["units"].get(args.unit)
+    detail = f"{args.unit} failed (systemd result: {systemd_result(args.unit)})"
+    if job in STATUS_JOBS:
+        detail = record(status, job, False, detail, keep_fresh_failure=True)
+    print(f"{args.unit}: {detail}")
+    return 0 if post_discord(config, alert_text(config, job or args.unit, detail)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
