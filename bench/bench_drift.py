@@ -3,26 +3,28 @@
 
 Every fleet size is measured with three controller settings in the same run:
 
-* ``defaults``  - Ansible's defaults: a config file that only sets the paths the repository
-  needs (roles, collections), so 5 forks, no pipelining, full fact gathering, no fact cache;
-* ``tuned``     - the project's ``ansible.cfg`` (20 forks, minimal fact subset, fact cache, ...)
-  with pipelining on for every connection (``ANSIBLE_PIPELINING=1``): ``ansible.cfg`` sets it
-  in ``[ssh_connection]``, which the fleet's SSH uses but this benchmark's docker connection
-  does not read;
-* ``mitogen``   - ``tuned`` plus the ``mitogen_linear`` strategy, when mitogen can be imported
-  (``--mitogen-path``, default ``.cache/bench/mitogen``, made with
-  ``pip install --target .cache/bench/mitogen mitogen==0.3.54``). Without it the mode is
-  reported as unavailable and the others still run: that is the fallback.
+* ``defaults``     - Ansible's defaults: a config file that only sets the paths the repository
+  needs (roles, collections), so 5 forks, no pipelining, full fact gathering, no fact cache,
+  interpreter discovery, facts injected as variables, vars plugins run for every task;
+* ``tuned``        - what the scheduler runs: ``scripts/drift-check --strategy mitogen``, that is
+  the project's ``ansible.cfg`` (50 forks, pipelining, minimal fact subset, fact cache, named
+  interpreter, no fact injection, vars plugins at inventory load) and mitogen's
+  ``mitogen_linear`` strategy from the venv (``requirements.txt``);
+* ``tuned-linear`` - the fallback: ``scripts/drift-check --strategy linear``, the same
+  ``ansible.cfg`` with Ansible's own linear strategy, what runs where mitogen does not import.
+  When mitogen is not importable, ``tuned`` is reported as unavailable and the others run.
 
 The hosts are systemd containers (the Molecule image, ``scripts/ensure-test-images``) started
 from one converged instance: one container is converged with ``playbooks/site.yml`` and
 committed as ``mmo-voxel/bench-drift-converged:latest``, then N copies of it are started, so
 the check is a no-op (every run must report every host clean, or the figure is discarded).
-Each measured run is ``playbooks/drift_check.yml --check --diff`` with the report callback,
-exactly what ``scripts/drift-check`` runs; the fact cache is emptied first (a scheduled check
-runs less often than the cache lives). The containers and the image are removed at the end.
+Each measured run is ``playbooks/drift_check.yml --check --diff`` with the report callback
+(through ``scripts/drift-check`` itself for the tuned modes); the fact cache is emptied first
+(a scheduled check runs less often than the cache lives). The containers and the image are
+removed at the end.
 
-Usage: .venv/bin/python bench/bench_drift.py [--hosts 1,10,30] [--modes defaults,tuned,mitogen]
+Usage: .venv/bin/python bench/bench_drift.py [--hosts 1,10,30]
+                                             [--modes defaults,tuned,tuned-linear]
                                              [--inotify]
 30 systemd containers need more inotify instances than the kernel's default 128 per user:
 --inotify raises fs.inotify.max_user_instances (root) instead of stopping with a message.
@@ -64,6 +66,7 @@ GROUP_VARS = {
     # The collector's host label is the inventory name by default; the copies of the one
     # converged container have other names, so the bench gives them all one label.
     "metrics_collector_host": "bench-fleet",
+    "db_schedule_host": "bench-fleet",
     "base_timezone": "Etc/UTC",
     "base_ntp_servers": ["ntp1.example.net"],
     "base_admin_users": [
@@ -168,37 +171,32 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def mitogen_strategy_path(path: Path) -> Path | None:
-    """The strategy plugin directory of a mitogen that imports with this Python, else None."""
-    plugins = path / "ansible_mitogen" / "plugins" / "strategy"
-    if not plugins.is_dir():
-        return None
+def mitogen_available() -> bool:
+    """Whether scripts/drift-check can use mitogen here (the venv's, same probe)."""
     probe = subprocess.run(
         [sys.executable, "-c", "import ansible_mitogen.loaders"],
-        env={**base_env(), "PYTHONPATH": str(path)},
+        env=base_env(),
         capture_output=True,
         check=False,
     )
-    return plugins if probe.returncode == 0 else None
+    return probe.returncode == 0
 
 
-def mode_env(mode: str, work: Path, mitogen: Path | None) -> dict[str, str]:
+def check_command(mode: str, inventory: Path, work: Path) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of one measured drift check."""
     env = base_env()
-    env["ANSIBLE_STDOUT_CALLBACK"] = "mmo_voxel.ops.drift_report"
-    env["DRIFT_REPORT_DIR"] = str(work / "reports" / mode)
+    report_dir = work / "reports" / mode
     if mode == "defaults":
         env["ANSIBLE_CONFIG"] = str(defaults_cfg(work))
-        return env
-    env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+        env["ANSIBLE_STDOUT_CALLBACK"] = "mmo_voxel.ops.drift_report"
+        env["DRIFT_REPORT_DIR"] = str(report_dir)
+        playbook = [str(VENV_BIN / "ansible-playbook"), "playbooks/drift_check.yml"]
+        return [*playbook, "-i", str(inventory), "--check", "--diff"], env
+    # The scheduler's own command; only the fact cache is moved so each run starts empty.
     env["ANSIBLE_CACHE_PLUGIN_CONNECTION"] = str(work / "facts")
-    env["ANSIBLE_PIPELINING"] = "1"
-    if mode == "mitogen":
-        if mitogen is None:
-            raise RuntimeError("mitogen mode without mitogen")
-        env["PYTHONPATH"] = str(mitogen.parents[2])
-        env["ANSIBLE_STRATEGY_PLUGINS"] = str(mitogen)
-        env["ANSIBLE_STRATEGY"] = "mitogen_linear"
-    return env
+    strategy = {"tuned": "mitogen", "tuned-linear": "linear"}[mode]
+    command = [sys.executable, str(REPO / "scripts" / "drift-check"), "-i", str(inventory)]
+    return [*command, "--report-dir", str(report_dir), "--strategy", strategy], env
 
 
 def converge_image(work: Path) -> None:
@@ -226,18 +224,10 @@ def converge_image(work: Path) -> None:
         subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
 
 
-def measure(mode: str, names: list[str], work: Path, mitogen: Path | None) -> dict[str, Any]:
+def measure(mode: str, names: list[str], work: Path) -> dict[str, Any]:
     inventory = write_inventory(work, names)
-    env = mode_env(mode, work, mitogen)
+    command, env = check_command(mode, inventory, work)
     subprocess.run(["rm", "-rf", str(work / "facts")], check=True)
-    command = [
-        str(VENV_BIN / "ansible-playbook"),
-        "-i",
-        str(inventory),
-        "playbooks/drift_check.yml",
-        "--check",
-        "--diff",
-    ]
     began = time.monotonic()
     run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     wall = time.monotonic() - began
@@ -251,6 +241,9 @@ def measure(mode: str, names: list[str], work: Path, mitogen: Path | None) -> di
         and summary.get("status") == "clean"
         and summary.get("hosts") == len(names)
         and len(recap) == len(names)
+        # drift-check's own fallback (a failed mitogen run done again with linear) would
+        # time two runs as one
+        and "running it again with the linear strategy" not in run.stderr
     )
     if not valid:
         sys.stderr.write(f"{mode} x{len(names)} not clean or failed:\n{run.stdout[-4000:]}\n")
@@ -272,16 +265,24 @@ def measure(mode: str, names: list[str], work: Path, mitogen: Path | None) -> di
     }
 
 
+def save(started: str, notes: list[str], results: list[dict[str, Any]]) -> Path:
+    """Write bench/results/drift-<started>.json with the cells measured so far."""
+    out = REPO / "bench" / "results" / f"drift-{started}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    machine = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+    }
+    data = {"started": started, "machine": machine, "image": IMAGE, "notes": notes}
+    out.write_text(json.dumps({**data, "results": results}, indent=2) + "\n")
+    return out
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", default="1,10,30", help="fleet sizes (default 1,10,30)")
-    parser.add_argument("--modes", default="defaults,tuned,mitogen")
-    parser.add_argument(
-        "--mitogen-path",
-        type=Path,
-        default=REPO / ".cache" / "bench" / "mitogen",
-        help="directory holding ansible_mitogen (pip install --target DIR mitogen==0.3.54)",
-    )
+    parser.add_argument("--modes", default="defaults,tuned,tuned-linear")
     parser.add_argument(
         "--inotify",
         action="store_true",
@@ -291,12 +292,11 @@ def main(argv: list[str]) -> int:
     sizes = [int(s) for s in args.hosts.split(",")]
     inotify_instances(max(1024, 16 * max(sizes)) if max(sizes) > 15 else 128, args.inotify)
     modes = args.modes.split(",")
-    mitogen = mitogen_strategy_path(args.mitogen_path) if "mitogen" in modes else None
     results: list[dict[str, Any]] = []
     notes: list[str] = []
-    if "mitogen" in modes and mitogen is None:
-        notes.append(f"mitogen unavailable at {args.mitogen_path}: mode skipped (fallback)")
-        modes.remove("mitogen")
+    if "tuned" in modes and not mitogen_available():
+        notes.append("mitogen does not import with this ansible-core: tuned skipped (fallback)")
+        modes.remove("tuned")
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     remove_containers()
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
@@ -312,10 +312,11 @@ def main(argv: list[str]) -> int:
                         start(name, CONVERGED)
                 wait_running(names)
                 for mode in modes:
-                    result = measure(mode, names, work, mitogen)
+                    result = measure(mode, names, work)
                     results.append(result)
+                    save(started, notes, results)  # an interrupted run keeps its cells
                     print(
-                        f"{mode:9} {size:3} hosts: {result['wall_s']:7.1f} s, "
+                        f"{mode:12} {size:3} hosts: {result['wall_s']:7.1f} s, "
                         f"{result['host_tasks']} host-tasks, "
                         f"{result['s_per_host_task']} s/host-task"
                         + ("" if result["valid"] else "  (INVALID: not a clean no-op run)"),
@@ -340,25 +341,7 @@ def main(argv: list[str]) -> int:
     print("\n".join(table))
     for note in notes:
         print(note)
-    out = REPO / "bench" / "results" / f"drift-{started}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "started": started,
-                "machine": {
-                    "python": platform.python_version(),
-                    "cpus": os.cpu_count(),
-                    "kernel": platform.release(),
-                },
-                "image": IMAGE,
-                "notes": notes,
-                "results": results,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    out = save(started, notes, results)
     print(f"results: {out.relative_to(REPO)}")
     return 0 if all(r["valid"] for r in results) else 1
 

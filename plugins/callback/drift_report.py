@@ -77,6 +77,11 @@ class DriftRecorder:
             hostvars = manager.get_vars(play=play, host=host, include_hostvars=False)
             templar = Templar(loader=manager._loader, variables=hostvars)
             for name, value in hostvars.items():
+                # `vars` holds every variable again, each of which is seen here on its own;
+                # rendering it renders them all twice and touches deprecated magic variables
+                # (play_hosts), a deprecation warning in every run.
+                if name == "vars":
+                    continue
                 # Only secret-named variables and structures that may hold one are rendered.
                 if not (SECRET_NAME.search(name) or name in extra or isinstance(value, dict)):
                     continue

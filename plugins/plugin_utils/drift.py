@@ -43,6 +43,8 @@ MIN_SECRET_LENGTH = 4  # shorter values would redact ordinary words everywhere
 # they redacted every occurrence of a system user's name ("backup", say) in every report.
 PUBLIC_NAMES = frozenset({"getent_passwd", "getent_group"})
 HIDDEN = "details hidden: the task is no_log"
+# Runs shown in the trend section of the Markdown report (history.jsonl holds them all).
+TREND_RUNS = 14
 
 
 def utc_now() -> str:
@@ -204,8 +206,9 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return SECRET_ASSIGNMENT.sub(lambda m: m.group("key") + REDACTED, text)
 
 
-def to_markdown(report: DriftReport) -> str:
-    """The human report: a summary table, then each drifted or failed host with its tasks."""
+def to_markdown(report: DriftReport, history: list[Mapping[str, Any]] | None = None) -> str:
+    """The human report: a summary table, each drifted or failed host with its tasks, then the
+    trend of the last runs when ``history`` (``history.jsonl`` lines, oldest first) is given."""
     s = report.summary()
     lines = [
         f"# Drift check {report.started}",
@@ -232,7 +235,54 @@ def to_markdown(report: DriftReport) -> str:
                 lines.append(f"  - {HIDDEN}")
             elif c.diff:
                 lines += ["", "  ```diff", *("  " + d for d in c.diff.splitlines()), "  ```", ""]
+    if history:
+        lines += ["", *trend_markdown(history)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def trend_markdown(history: list[Mapping[str, Any]], runs: int = TREND_RUNS) -> list[str]:
+    """The last ``runs`` runs, newest first, and the hosts that drifted in more than one of them.
+
+    A host that keeps coming back is being fixed by hand, or has a role that does not converge:
+    either way the next thing to look at.
+    """
+    recent = history[-runs:]
+    lines = [
+        f"## Trend (last {len(recent)} runs)",
+        "",
+        "| run | status | drifted | errors | hosts |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {h.get('started', '?')} | {h.get('status', '?')} | {h.get('drifted', 0)} | "
+        f"{h.get('errors', 0)} | {h.get('hosts', 0)} |"
+        for h in reversed(recent)
+    ]
+    counts: dict[str, int] = {}
+    for h in recent:
+        for name in h.get("drifted_hosts", []):
+            counts[name] = counts.get(name, 0) + 1
+    repeat = sorted(((n, name) for name, n in counts.items() if n > 1), key=lambda x: (-x[0], x[1]))
+    if repeat:
+        lines += ["", "Drifted in more than one of these runs: "]
+        lines[-1] += ", ".join(f"{name} ({n} of {len(recent)})" for n, name in repeat) + "."
+    return lines
+
+
+def read_history(directory: Path) -> list[dict[str, Any]]:
+    """The lines of ``history.jsonl``, oldest first; a line that does not parse is skipped."""
+    path = directory / "history.jsonl"
+    if not path.exists():
+        return []
+    lines: list[dict[str, Any]] = []
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue  # a line cut by a full disk must not cost every later report its trend
+        if isinstance(line, dict):
+            lines.append(line)
+    return lines
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -254,22 +304,24 @@ def write_report(directory: Path, report: DriftReport, keep: int) -> Path:
     """Write ``drift-<time>.json`` and ``.md``, ``latest.*`` and a history line; keep the last N.
 
     Returns the JSON report's path. ``history.jsonl`` holds one summary line per run (never
-    pruned: it is small and is what a trend is drawn from).
+    pruned: it is small and is what a trend is drawn from); the Markdown report ends with the
+    trend of the last runs, this one included.
     """
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
     stamp = report.started.replace(":", "").replace("-", "")
     data = report.to_dict()
+    directory.mkdir(parents=True, exist_ok=True)
+    line = {"started": report.started, **data["summary"], "drifted_hosts": report.drifted_hosts}
+    with (directory / "history.jsonl").open("a", encoding="utf-8") as history:
+        history.write(json.dumps(line, sort_keys=True) + "\n")
     text_json = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    text_md = to_markdown(report)
+    text_md = to_markdown(report, read_history(directory))
     json_path = directory / f"drift-{stamp}.json"
     write_atomic(json_path, text_json)
     write_atomic(directory / f"drift-{stamp}.md", text_md)
     write_atomic(directory / "latest.json", text_json)
     write_atomic(directory / "latest.md", text_md)
-    with (directory / "history.jsonl").open("a", encoding="utf-8") as history:
-        line = {"started": report.started, **data["summary"], "drifted_hosts": report.drifted_hosts}
-        history.write(json.dumps(line, sort_keys=True) + "\n")
     prune(directory, keep)
     return json_path
 

@@ -13,10 +13,12 @@ from ansible_collections.mmo_voxel.ops.plugins.plugin_utils.drift import (
     Change,
     DriftReport,
     prune,
+    read_history,
     redact,
     render_diff,
     secret_values,
     to_markdown,
+    trend_markdown,
     write_report,
 )
 
@@ -166,6 +168,63 @@ def test_write_report_keeps_newest_and_history(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "latest.json").read_text())["started"] == "2026-11-28T12:03:00Z"
     assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 4
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_markdown_report_ends_with_the_trend_and_names_repeat_drifters(tmp_path: Path) -> None:
+    runs = [("a", "b"), (), ("a",), ("a", "c")]
+    for minute, drifted in enumerate(runs):
+        report = report_with(
+            **{
+                h: ([Change(task="t", action="copy")] if h in drifted else [])
+                for h in ("a", "b", "c")
+            }
+        )
+        report.started = f"2026-11-28T12:0{minute}:00Z"
+        write_report(tmp_path, report, keep=10)
+    text = (tmp_path / "latest.md").read_text()
+    trend = text[text.index("## Trend (last 4 runs)") :]
+    rows = [line for line in trend.splitlines() if line.startswith("| 2026")]
+    # newest first, with each run's own counts
+    assert rows == [
+        "| 2026-11-28T12:03:00Z | drift | 2 | 0 | 3 |",
+        "| 2026-11-28T12:02:00Z | drift | 1 | 0 | 3 |",
+        "| 2026-11-28T12:01:00Z | clean | 0 | 0 | 3 |",
+        "| 2026-11-28T12:00:00Z | drift | 2 | 0 | 3 |",
+    ]
+    # a drifted three times, b and c once: only a is a repeat drifter
+    assert "Drifted in more than one of these runs: a (3 of 4)." in trend
+    # the first run's report saw only itself
+    first = json.loads((tmp_path / "history.jsonl").read_text().splitlines()[0])
+    assert first["drifted_hosts"] == ["a", "b"]
+
+
+def test_trend_keeps_the_last_runs_and_skips_a_cut_line(tmp_path: Path) -> None:
+    lines = [
+        json.dumps(
+            {
+                "started": f"r{i:02d}",
+                "status": "clean",
+                "drifted": 0,
+                "errors": 0,
+                "hosts": 1,
+                "drifted_hosts": [],
+            }
+        )
+        for i in range(20)
+    ]
+    (tmp_path / "history.jsonl").write_text("\n".join(lines) + '\n{"started": "r2\n')
+    history = read_history(tmp_path)
+    assert len(history) == 20
+    trend = trend_markdown(history, runs=5)
+    assert trend[0] == "## Trend (last 5 runs)"
+    assert [row.split(" | ")[0] for row in trend[4:]] == [
+        "| r19",
+        "| r18",
+        "| r17",
+        "| r16",
+        "| r15",
+    ]
+    assert not any("more than one" in row for row in trend)
 
 
 def test_prune_refuses_nothing_to_keep(tmp_path: Path) -> None:
