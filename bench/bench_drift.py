@@ -35,6 +35,8 @@ are recorded in bench/README.md.
 from __future__ import annotations
 
 import argparse
+import importlib.machinery
+import importlib.util
 import json
 import os
 import platform
@@ -172,14 +174,15 @@ def base_env() -> dict[str, str]:
 
 
 def mitogen_available() -> bool:
-    """Whether scripts/drift-check can use mitogen here (the venv's, same probe)."""
-    probe = subprocess.run(
-        [sys.executable, "-c", "import ansible_mitogen.loaders"],
-        env=base_env(),
-        capture_output=True,
-        check=False,
+    """Whether scripts/drift-check will use mitogen here: asks the wrapper's own probe."""
+    loader = importlib.machinery.SourceFileLoader(
+        "drift_check", str(REPO / "scripts" / "drift-check")
     )
-    return probe.returncode == 0
+    spec = importlib.util.spec_from_loader("drift_check", loader)
+    wrapper = importlib.util.module_from_spec(spec)
+    loader.exec_module(wrapper)
+    strategy_dir, _why = wrapper.mitogen_strategy_dir()
+    return strategy_dir is not None
 
 
 def check_command(mode: str, inventory: Path, work: Path) -> tuple[list[str], dict[str, str]]:

@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 import urllib.request
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -258,14 +259,11 @@ def trend_markdown(history: list[Mapping[str, Any]], runs: int = TREND_RUNS) -> 
         f"{h.get('errors', 0)} | {h.get('hosts', 0)} |"
         for h in reversed(recent)
     ]
-    counts: dict[str, int] = {}
-    for h in recent:
-        for name in h.get("drifted_hosts", []):
-            counts[name] = counts.get(name, 0) + 1
-    repeat = sorted(((n, name) for name, n in counts.items() if n > 1), key=lambda x: (-x[0], x[1]))
+    counts = Counter(name for h in recent for name in h.get("drifted_hosts", []))
+    repeat = sorted((name for name, n in counts.items() if n > 1), key=lambda h: (-counts[h], h))
     if repeat:
-        lines += ["", "Drifted in more than one of these runs: "]
-        lines[-1] += ", ".join(f"{name} ({n} of {len(recent)})" for n, name in repeat) + "."
+        named = ", ".join(f"{name} ({counts[name]} of {len(recent)})" for name in repeat)
+        lines += ["", f"Drifted in more than one of these runs: {named}."]
     return lines
 
 
@@ -274,15 +272,15 @@ def read_history(directory: Path) -> list[dict[str, Any]]:
     path = directory / "history.jsonl"
     if not path.exists():
         return []
-    lines: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
     for raw in path.read_text(encoding="utf-8").splitlines():
         try:
-            line = json.loads(raw)
+            run = json.loads(raw)
         except ValueError:
             continue  # a line cut by a full disk must not cost every later report its trend
-        if isinstance(line, dict):
-            lines.append(line)
-    return lines
+        if isinstance(run, dict):
+            runs.append(run)
+    return runs
 
 
 def write_atomic(path: Path, text: str) -> None:
