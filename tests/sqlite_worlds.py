@@ -64,3 +64,73 @@ def dump(path: Path) -> list[str]:
         return list(conn.iterdump())
     finally:
         conn.close()
+
+
+#: A world schema unlike the reference server's: chunks belong to regions, and the same chunk
+#: position (cx, cy, cz) exists once in every region.
+REGION_SCHEMA = """
+CREATE TABLE region (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE chunk (
+    region_id INTEGER NOT NULL REFERENCES region(id),
+    cx INTEGER NOT NULL,
+    cy INTEGER NOT NULL,
+    cz INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    checksum TEXT NOT NULL{extra_columns}
+);
+CREATE TABLE player (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    region_id INTEGER REFERENCES region(id)
+);
+CREATE INDEX chunk_region ON chunk (region_id);
+CREATE INDEX player_region ON player (region_id);
+"""
+REGION_UNIQUE_INDEX = "CREATE UNIQUE INDEX chunk_pos ON chunk (region_id, cx, cy, cz);"
+
+
+def region_payload(region: int, i: int) -> bytes:
+    """The payload of chunk `i` of `region` in a region world."""
+    return hashlib.sha256(f"region {region} chunk {i}".encode()).digest() * 8
+
+
+def make_region_world(
+    path: Path,
+    *,
+    regions: int = 3,
+    chunks: int = 4,
+    unique_index: bool = True,
+    extra_columns: str = "",
+    extra_values: Callable[[int, int], tuple] = lambda region, i: (),
+) -> Path:
+    """A WAL database with the region schema (not the reference server's), holding valid rows.
+
+    Region r (1..`regions`) holds chunks i = 0..`chunks`-1 at (i, 0, -i): every position exists
+    once per region, so (cx, cy, cz) alone is not a unique key. `unique_index` adds the unique
+    index chunk_pos on (region_id, cx, cy, cz). `extra_columns` (", tag TEXT UNIQUE", ...) are
+    appended to the chunk table and filled from `extra_values(region, i)`. Two players.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(REGION_SCHEMA.format(extra_columns=extra_columns))
+    if unique_index:
+        conn.execute(REGION_UNIQUE_INDEX)
+    conn.executemany(
+        "INSERT INTO region (id, name) VALUES (?, ?)",
+        [(r, f"region{r}") for r in range(1, regions + 1)],
+    )
+    rows = []
+    for region in range(1, regions + 1):
+        for i in range(chunks):
+            data = region_payload(region, i)
+            checksum = hashlib.sha256(data).hexdigest()
+            rows.append((region, i, 0, -i, data, checksum, *extra_values(region, i)))
+    marks = ", ".join("?" * len(rows[0]))
+    conn.executemany(f"INSERT INTO chunk VALUES ({marks})", rows)  # noqa: S608
+    conn.executemany(
+        "INSERT INTO player (name, region_id) VALUES (?, ?)", [("ada", 1), ("bo", regions)]
+    )
+    conn.commit()
+    conn.close()
+    return path

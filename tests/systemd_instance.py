@@ -18,8 +18,11 @@ REPO = Path(__file__).resolve().parent.parent
 _PLATFORM = yaml.safe_load((REPO / ".config" / "molecule" / "config.yml").read_text())["platforms"][
     0
 ]
-# "${MOLECULE_IMAGE:-mmo-voxel/debian12-systemd:latest}": the variable wins, else its default.
+# "${MOLECULE_IMAGE:-mmo-voxel/debian12-systemd-roles:latest}": the variable wins, else its default.
 IMAGE = os.environ.get("MOLECULE_IMAGE") or re.sub(r"^\$\{\w+:-(.*)\}$", r"\1", _PLATFORM["image"])
+# A bare server, for tests whose point is a machine where nothing is installed yet
+# (scripts/ensure-test-images makes both).
+BARE_IMAGE = "mmo-voxel/debian12-systemd:latest"
 COMMAND = _PLATFORM["command"]
 
 

@@ -13,12 +13,19 @@ description:
     and rotates its data key (C(sops rotate)) when asked or when it is older than O(max_age_days).
   - Optionally edits C(.sops.yaml) first, adding (onboarding) or removing (offboarding) one or more
     age recipients. Comments and layout of C(.sops.yaml) are kept (ruamel.yaml round trip).
+  - A file that still lists a recipient its rule no longer lists (an offboarding killed after
+    C(.sops.yaml) was written) is re-keyed by any run whose O(paths) include it, with a new data key
+    unless O(rotate=never); offboarding the same recipient again finishes such a run.
+  - Refuses to add a recipient whose private key (C(AGE-SECRET-KEY-...)) is in a file git tracks
+    under O(root), except the demo identity O(demo_keyfile) to the rules O(demo_rules).
   - Before anything is written, every file that will change is decrypted once in memory to prove
     that the available age identities can read it; a bad key, a file no rule covers, a plaintext
     file or a missing private key fails the task with nothing touched.
   - Each file is changed through an encrypted temporary copy in the same directory, which is
     verified (recipients as wanted, decrypts to the same content as before), fsynced and renamed
     over the original. A run killed at any moment leaves every file whole; a re-run finishes.
+  - Every run (not check mode) first deletes the hidden temporary copies a killed run left anywhere
+    under O(root), and the scratch directories of killed runs in the temp directory.
   - The date of each data-key rotation is recorded in O(ledger_file), because sops keeps none.
   - Runs on the controller (use it with C(delegate_to) localhost or a local play) and needs the
     sops binary, the Python libraries C(sopsy), C(ruamel.yaml) and C(PyYAML).
@@ -69,7 +76,9 @@ options:
   remove_recipients:
     description:
       - Age public keys to remove from every rule of C(.sops.yaml).
-      - A key that is in no rule is an error (typo protection); so is emptying a rule.
+      - A key that is in no rule and that no file under O(root) is encrypted to is an error (typo
+        protection); so is emptying a rule. A key that is in no rule but still in files (an
+        interrupted offboarding) is removed from the files within O(paths).
     type: list
     elements: str
     default: []
@@ -110,6 +119,19 @@ options:
   sops_binary:
     description: Path of the sops binary; found on E(PATH) when not given.
     type: path
+  demo_keyfile:
+    description:
+      - The public demo identity committed on purpose, relative to O(root) unless absolute. Its
+        public key may be added to the rules O(demo_rules); any other recipient whose private key is
+        in a file git tracks under O(root) is refused everywhere.
+      - A missing file means there is no demo key.
+    type: path
+    default: inventories/local/demo-age-key.txt
+  demo_rules:
+    description: Rules (selected like O(rules)) the demo identity may be a recipient of.
+    type: list
+    elements: str
+    default: [inventories/local/, operations/secrets/local/]
 requirements:
   - sops >= 3.9
   - sopsy
@@ -214,13 +236,31 @@ secret_names:
   sample:
     inventories/local/group_vars/all/secrets.sops.yml: [secret_discord_webhook_url]
 stale_temp_files_removed:
-  description: Encrypted temporary copies left by an interrupted earlier run, now removed.
+  description: Temporary copies left under O(root) by an interrupted earlier run, now removed.
   returned: always
   type: list
   elements: str
+stale_scratch_removed:
+  description:
+    - Scratch directories of killed runs (sopsy's configuration copies) in the temp directory, now
+      removed.
+  returned: always
+  type: list
+  elements: str
+remaining_access:
+  description:
+    - For each of O(remove_recipients), the files under O(root) whose sops metadata still lists it
+      after this run (would, in check mode), whatever O(paths) is. Empty lists mean the recipient
+      can decrypt no current file; files outside O(paths) stay listed until a run covers them.
+  returned: always
+  type: dict
+  sample:
+    age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p:
+      - operations/secrets/staging/server_key.pem.sops
 """
 
 import datetime as dt
+import shutil
 import traceback
 from pathlib import Path
 from typing import Any
@@ -245,6 +285,8 @@ def argument_spec() -> dict[str, Any]:
         "age_keyfile": {"type": "path", "no_log": False},
         "age_key": {"type": "str", "no_log": True},
         "sops_binary": {"type": "path"},
+        "demo_keyfile": {"type": "path", "default": sk.DEMO_KEYFILE, "no_log": False},
+        "demo_rules": {"type": "list", "elements": "str", "default": list(sk.DEMO_RULES)},
     }
 
 
@@ -273,8 +315,14 @@ class RecipientManager:
             "files": [],
             "secret_names": {},
             "stale_temp_files_removed": [],
+            "stale_scratch_removed": [],
+            "remaining_access": {},
         }
         self.runner: sk.SopsRunner | None = None
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
 
     def _under_root(self, value: str) -> Path:
         path = Path(value)
@@ -292,41 +340,113 @@ class RecipientManager:
 
     def run(self) -> dict[str, Any]:
         self.validate_keys()
+        params = self.module.params
+        excludes = params["exclude"]
         config = sk.SopsConfig.load(self.config_path)
-        selected = config.select_rules(self.module.params["rules"])
+        selected = config.select_rules(params["rules"])
+        if self.add:
+            self._refuse_exposed_keys(config, selected)
         for key in self.add:
             self.result["recipients_added"] += config.add_recipient(key, selected)
+        resumed = []
         for key in self.remove:
-            self.result["recipients_removed"] += config.remove_recipient(key)
+            if config.holds(key):
+                self.result["recipients_removed"] += config.remove_recipient(key)
+            else:
+                resumed.append(key)  # gone from .sops.yaml already: an interrupted offboarding?
         new_config_text = config.dump() if (self.add or self.remove) else config.original_text
         self.result["config_changed"] = new_config_text != config.original_text
 
-        limit = [self._under_root(p) for p in self.module.params["paths"]]
-        files = sk.walk_files(self.root, config, limit or None, self.module.params["exclude"])
+        # Every file where secrets live, whatever `paths` says: which files a removed recipient
+        # can still open, and whether a recipient gone from .sops.yaml is still in some file.
+        everything = sk.walk_files(self.root, config, None, excludes)
+        metadata = {rel: sk.parse_sops_file(path) for path, rel, _ in everything}
+        for rel in sk.uncovered_secret_files(self.root, config, excludes):
+            metadata[rel] = sk.parse_sops_file(self.root / rel)
+        for key in resumed:
+            if not any(key in meta.recipients for meta in metadata.values()):
+                raise sk.SopsKeysError(
+                    f"recipient {key} is not in {config.path} and no file is encrypted to it: "
+                    "nothing to remove (check the key; a recipient must be listed in a creation "
+                    "rule or a file to be offboarded)"
+                )
+        if not self.module.check_mode:
+            self._remove_leftovers(excludes)
+
+        limit = [self._under_root(p) for p in params["paths"]]
+        files = sk.walk_files(self.root, config, limit or None, excludes)
         used = {rule.index: rule for _, _, rule in files}
         used.update({rule.index: rule for rule in selected})
         config.validate(used[index] for index in sorted(used))
         ledger = sk.load_ledger(self.ledger_path)
         now = sk.utc_now()
 
-        work = self._plan(files, ledger, now)
+        work = self._plan(files, metadata, ledger, now)
+        self.result["remaining_access"] = self._remaining_access(metadata, work)
         self.result["changed"] = self.result["config_changed"] or bool(work)
         if self.module._diff:
             self.result["diff"] = self._diff(config, new_config_text, work)
         if not self.module.check_mode:
-            self._apply(files, new_config_text, work, ledger, now)
+            self._apply(new_config_text, work, ledger, now)
         return self.result
+
+    def _refuse_exposed_keys(self, config: sk.SopsConfig, selected: list[sk.CreationRule]) -> None:
+        """A recipient whose private key is in the repository protects nothing: refuse it."""
+        params = self.module.params
+        exposed = sk.exposed_recipients(self.root, params["exclude"])
+        if not exposed:
+            return
+        demo_file = self._under_root(params["demo_keyfile"]) if params["demo_keyfile"] else None
+        demo = []
+        if demo_file is not None and demo_file.is_file():
+            demo = sk.recipients_of_identities(demo_file.read_text(encoding="utf-8"))
+        demo_rules = config.rules_matching(params["demo_rules"])
+        for key in self.add:
+            error = sk.exposed_recipient_error(key, selected, exposed, demo, demo_rules)
+            if error:
+                raise sk.SopsKeysError(f"add_recipients: {error}; nothing was changed")
+
+    def _remove_leftovers(self, excludes: list[str]) -> None:
+        """Temp copies of killed runs (ciphertext to old recipients) and their scratch dirs."""
+        stale = set(sk.stale_temp_files_under(self.root, excludes))
+        for directory in {self.config_path.parent, self.ledger_path.parent}:
+            stale.update(sk.stale_temp_files(directory))
+        for path in sorted(stale):
+            path.unlink(missing_ok=True)
+            try:
+                shown = path.relative_to(self.root).as_posix()
+            except ValueError:
+                shown = str(path)
+            self.result["stale_temp_files_removed"].append(shown)
+        for scratch in sk.stale_scratch_dirs():
+            shutil.rmtree(scratch, ignore_errors=True)
+            self.result["stale_scratch_removed"].append(str(scratch))
+
+    def _remaining_access(
+        self,
+        metadata: dict[str, sk.FileMetadata],
+        work: list[tuple[Path, sk.FilePlan, list[str], str]],
+    ) -> dict[str, list[str]]:
+        """Per removed recipient, the files whose metadata lists it once `work` is done."""
+        after = {rel: list(meta.recipients) for rel, meta in metadata.items()}
+        for _, plan, desired, _digest in work:
+            after[plan.path] = list(desired)
+        return {
+            key: sorted(rel for rel, recipients in after.items() if key in recipients)
+            for key in self.remove
+        }
 
     def _plan(
         self,
         files: list[tuple[Path, str, sk.CreationRule]],
+        metadata: dict[str, sk.FileMetadata],
         ledger: dict[str, str],
         now: dt.datetime,
     ) -> list[tuple[Path, sk.FilePlan, list[str], str]]:
         """Read-only: what each file needs, and proof that the available keys can read it."""
         work: list[tuple[Path, sk.FilePlan, list[str], str]] = []
         for path, rel, rule in files:
-            meta = sk.parse_sops_file(path)
+            meta = metadata.get(rel) or sk.parse_sops_file(path)
             if not meta.encrypted:
                 raise sk.SopsKeysError(
                     f"{rel}: matches {rule.label} but is not SOPS-encrypted; encrypt it "
@@ -380,21 +500,12 @@ class RecipientManager:
 
     def _apply(
         self,
-        files: list[tuple[Path, str, sk.CreationRule]],
         new_config_text: str,
         work: list[tuple[Path, sk.FilePlan, list[str], str]],
         ledger: dict[str, str],
         now: dt.datetime,
     ) -> None:
         """Write: .sops.yaml first, so that any re-run finishes an interrupted run."""
-        directories = {path.parent for path, *_ in files}
-        directories |= {self.config_path.parent, self.ledger_path.parent}
-        for directory in sorted(directories):
-            for stale in sk.stale_temp_files(directory):
-                stale.unlink()
-                self.result["stale_temp_files_removed"].append(
-                    stale.relative_to(self.root).as_posix()
-                )
         if self.result["config_changed"]:
             sk.atomic_write(self.config_path, new_config_text.encode("utf-8"))
         for path, plan, desired, digest in work:
@@ -452,6 +563,9 @@ def main() -> None:
         prefix = "file system error: " if isinstance(exc, OSError) else ""
         extra = {"exception": traceback.format_exc()} if isinstance(exc, OSError) else {}
         module.fail_json(msg=f"{prefix}{exc}", **partial, **extra)
+    finally:
+        if manager is not None:
+            manager.close()
     module.exit_json(**result)
 
 

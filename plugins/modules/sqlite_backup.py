@@ -14,12 +14,15 @@ description:
     never a file copy) into a temporary file in O(backup_dir), verifies it with C(quick_check) or
     C(integrity_check), checksums it, optionally compresses it, fsyncs and renames it into place,
     and writes a manifest last. An interrupted backup never leaves files that look finished.
+  - A database that holds no tables (a 0-byte or freshly created file) is refused unless
+    O(allow_empty=true); with O(expected_tables), so is one that holds none of them.
   - "Idempotence: a new backup is written only when the database content differs from the newest
     verified backup in O(backup_dir) (compared by the sha256 of the uncompressed image), or when
     O(force=true). A second run on an unchanged database reports C(changed=false)."
   - With O(retention), the retention policy is applied afterwards to the verified backups of
-    O(backup_dir); the newest verified backup is never deleted. Deleting backups also reports
-    C(changed=true).
+    O(backup_dir); the newest verified backup is never deleted. It also removes data files left
+    without manifest by an interrupted backup when they are older than the newest verified backup,
+    and leftover temporary files. Deleting anything also reports C(changed=true).
   - The logic lives in C(plugins/module_utils/voxeldb/) and is shared with C(scripts/voxeldb).
 author:
   - mmo_voxel operations
@@ -64,6 +67,19 @@ options:
     type: str
   force:
     description: Make a backup even when the content equals the newest verified backup.
+    type: bool
+    default: false
+  expected_tables:
+    description:
+      - Tables of the world database; a database holding none of them is refused (it is not the
+        world database).
+    type: list
+    elements: str
+    default: []
+  allow_empty:
+    description:
+      - Back up a database that holds no tables (a fresh, empty database, as on a first deploy).
+      - Refused by default, since such a backup would become the newest one a restore picks.
     type: bool
     default: false
   retention:
@@ -154,8 +170,10 @@ skipped_reason:
   returned: when no backup was written
   type: str
 retention:
-  description: Outcome of the retention policy (kept names with their reasons, deleted names,
-    backups that failed verification and were left alone, orphan files).
+  description: Outcome of the retention policy - C(kept) (names with their reasons), C(deleted),
+    C(invalid) (backups that failed verification, left alone), C(removed_orphans) (data files
+    without manifest older than the newest verified backup, removed), C(removed_temps) and
+    C(orphans) (files without manifest left in place).
   returned: when O(retention) is set
   type: dict
 removed_temps:
@@ -204,6 +222,8 @@ def main() -> None:
             "compression_level": {"type": "int"},
             "prefix": {"type": "str"},
             "force": {"type": "bool", "default": False},
+            "expected_tables": {"type": "list", "elements": "str", "default": []},
+            "allow_empty": {"type": "bool", "default": False},
             "retention": {"type": "dict", "options": RETENTION_SPEC},
         },
         supports_check_mode=True,
@@ -225,6 +245,8 @@ def main() -> None:
             retention=policy,
             check_mode=module.check_mode,
             step_pages=params["step_pages"],
+            allow_empty=params["allow_empty"],
+            expected_tables=params["expected_tables"],
         )
         if module.check_mode:
             after = list(before)

@@ -16,6 +16,11 @@ description:
   - Then takes a fresh forced backup of the database and, in one transaction, overwrites exactly
     those rows (every column the backup's table shares) - rows rewritten meanwhile by the server
     are left alone. Keys valid in no backup are reported as unrepairable.
+  - The key columns must identify one row - the primary key or a UNIQUE index (not partial) must
+    be made of some of them - or the task fails before anything is read, naming the unique
+    keys that would do. Every row update must change exactly one row, or the whole repair is
+    rolled back; so is a repair that would violate a constraint (the message names it and the
+    row).
   - "Idempotence: a second run finds nothing to repair and reports C(changed=false)."
 author:
   - mmo_voxel operations
@@ -35,7 +40,8 @@ options:
     type: str
     default: chunks
   key_columns:
-    description: The columns that identify a chunk.
+    description: The columns that identify a chunk (covered by the primary key or a UNIQUE
+      index).
     type: list
     elements: str
     default: [cx, cy, cz]

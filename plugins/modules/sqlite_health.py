@@ -11,10 +11,12 @@ short_description: Check a SQLite database and give one healthy/unhealthy verdic
 version_added: "0.1.0"
 description:
   - Opens the database read-only and checks - integrity (C(quick_check) or C(integrity_check)),
-    foreign key violations, foreign keys without a covering index, expected indexes that are
-    missing, the free-page ratio, the size of the C(-wal) file and of the database.
-  - Integrity, foreign key violations and missing expected indexes are errors; the others are
-    warnings, which make the verdict unhealthy only with O(strict=true).
+    that it holds tables at all (and O(expected_tables)), foreign key violations, foreign keys
+    without a covering index, expected indexes that are missing, the free-page ratio, the size
+    of the C(-wal) file and of the database.
+  - Integrity, a database without tables (a 0-byte or fresh file), missing expected tables,
+    foreign key violations and missing expected indexes are errors; the others are warnings,
+    which make the verdict unhealthy only with O(strict=true).
   - The module never changes anything and always reports C(changed=false). It fails when the
     verdict is unhealthy unless O(fail_on_unhealthy=false).
 author:
@@ -31,6 +33,11 @@ options:
     default: quick
   expected_indexes:
     description: Index names that must exist.
+    type: list
+    elements: str
+    default: []
+  expected_tables:
+    description: Table names that must exist.
     type: list
     elements: str
     default: []
@@ -100,7 +107,10 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.health import check_health
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.health import (
+    check_health,
+    problems_of,
+)
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.module_support import run_module
 
 
@@ -111,6 +121,7 @@ def main() -> None:
             "db_path": {"type": "path", "required": True},
             "integrity": {"type": "str", "choices": ["quick", "full"], "default": "quick"},
             "expected_indexes": {"type": "list", "elements": "str", "default": []},
+            "expected_tables": {"type": "list", "elements": "str", "default": []},
             "max_freelist_ratio": {"type": "float", "default": 0.25},
             "max_wal_bytes": {"type": "int", "default": 512 * 1024 * 1024},
             "max_db_bytes": {"type": "int"},
@@ -126,6 +137,7 @@ def main() -> None:
             params["db_path"],
             integrity=params["integrity"],
             expected_indexes=params["expected_indexes"],
+            expected_tables=params["expected_tables"],
             max_freelist_ratio=params["max_freelist_ratio"],
             max_wal_bytes=params["max_wal_bytes"],
             max_db_bytes=params["max_db_bytes"],
@@ -135,7 +147,7 @@ def main() -> None:
         report["changed"] = False
         if not report["healthy"] and params["fail_on_unhealthy"]:
             module.fail_json(
-                msg=f"database {params['db_path']} is unhealthy: {', '.join(report['failing'])}",
+                msg=f"database {params['db_path']} is unhealthy: " + "; ".join(problems_of(report)),
                 **report,
             )
         return report

@@ -17,7 +17,9 @@ description:
     and is recorded in C(schema_migrations) (version, name, sha256 of the file, time, duration).
   - Refused before any change, with a message naming the file - a version used twice, an applied
     migration whose file was edited or removed, a pending migration older than the applied version,
-    a down migration without a down section, an unknown target.
+    a down migration without a down section, an unknown target, a statement that is transaction
+    control (BEGIN, COMMIT, END, ROLLBACK, SAVEPOINT, RELEASE), VACUUM, ATTACH or DETACH - also
+    after a C(/* */) comment; while a migration runs, SQLite itself denies those too.
   - A failing migration is rolled back; the message names the file, the statement and SQLite's
     error. Migrations before it in the same run stay applied (each has its own transaction); the
     playbook C(playbooks/db_migrate.yml) takes a backup first and restores it on failure.

@@ -14,8 +14,11 @@ description:
     before O(before), or the newest), verifies its sha256 and runs an integrity check on it before
     anything is touched, then sets the current database and its C(-wal)/C(-shm) aside as
     C(<db>.replaced-<time>) and atomically renames the verified copy into place.
-  - With O(name) a backup that fails verification is an error. Otherwise backups that fail
-    verification are skipped (and reported) and the next older one is tried.
+  - With O(name) a backup that fails verification is an error. Otherwise, when the newest backup
+    (taken at or before O(before)) fails verification - or, without a name, holds no tables - the
+    task fails, naming every backup that failed and why and the newest one that verifies, and
+    changes nothing, unless O(allow_older=true); then that older backup is restored, with a
+    warning naming the newer ones that failed.
   - The game server must be stopped first; the module refuses when a checkpoint shows another
     connection busy with the database.
   - The swap happens under a lock file C(.voxeldb.lock) in the database's directory; a restore
@@ -48,6 +51,14 @@ options:
     type: str
     choices: [quick, full]
     default: full
+  allow_older:
+    description:
+      - Restore the newest backup that verifies even when newer ones fail verification
+        (C(scripts/voxeldb restore --allow-older)). Without it such a restore fails and
+        changes nothing.
+      - Has no effect with O(name).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -100,8 +111,15 @@ set_aside:
   type: list
   elements: dict
 skipped_backups:
-  description: Newer backups that failed verification and were passed over (C(name), C(problem)).
+  description: Newer backups that failed verification and were passed over (C(name),
+    C(created_at), C(problem)); only with O(allow_older=true) can this be non-empty.
   returned: success
+  type: list
+  elements: dict
+failed_backups:
+  description: On the refusal to fall back to an older backup, the newer backups that failed
+    verification (C(name), C(created_at), C(problem)); C(verified_backup) names the older one.
+  returned: failure, when newer backups failed verification and O(allow_older=false)
   type: list
   elements: dict
 msg:
@@ -132,6 +150,7 @@ def main() -> None:
             "name": {"type": "str"},
             "before": {"type": "str"},
             "check": {"type": "str", "choices": ["quick", "full"], "default": "full"},
+            "allow_older": {"type": "bool", "default": False},
         },
         mutually_exclusive=[("name", "before")],
         supports_check_mode=True,
@@ -145,8 +164,11 @@ def main() -> None:
             name=params["name"],
             before=params["before"],
             check=params["check"],
+            allow_older=params["allow_older"],
             check_mode=module.check_mode,
         )
+        for warning in result.pop("warnings", []):
+            module.warn(warning)  # a fall back to an older backup is said loudly
         if module._diff and result["changed"]:
             result["diff"] = {
                 "before": f"{params['db_path']}: current database\n",

@@ -6,9 +6,9 @@ import random
 from pathlib import Path
 
 import sqlite_worlds
-from sqlite_worlds import MIGRATIONS, REPO, dump
+from sqlite_worlds import MIGRATIONS, REPO, dump, make_region_world
 
-__all__ = ["MIGRATIONS", "REPO", "dump", "make_world"]
+__all__ = ["MIGRATIONS", "REPO", "dump", "make_region_world", "make_world"]
 
 
 def make_world(path: Path, chunks: int, seed: int, payload_bytes: int = 2048) -> Path:

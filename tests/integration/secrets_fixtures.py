@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,8 +84,10 @@ def tree_state(root: Path) -> dict[str, str]:
 SOPS_YAML = """---
 # Test rules. This comment must survive onboarding and offboarding.
 creation_rules:
-  # local: the team
+  # local: the team. This rule allows values in clear explicitly (keys ending in _unencrypted);
+  # the others set nothing, so the guard allows nothing in clear under them.
   - path_regex: ^inventories/local/.*\\.sops\\.(ya?ml|json)$
+    unencrypted_suffix: _unencrypted
     age:
 {local}
   - path_regex: ^operations/secrets/local/.*\\.sops(\\.ya?ml|\\.json|\\.env)?$
@@ -102,8 +106,9 @@ class SecretTree:
     root: Path
     env: dict[str, str]
     keys: dict[str, AgeKey]
-    plaintext: dict[str, bytes] = field(default_factory=dict)
-    canaries: list[str] = field(default_factory=list)
+    # Kept out of repr(): pytest prints a failing test's arguments, and values never go to output.
+    plaintext: dict[str, bytes] = field(default_factory=dict, repr=False)
+    canaries: list[str] = field(default_factory=list, repr=False)
 
     @property
     def files(self) -> list[Path]:
@@ -156,6 +161,79 @@ def make_tree(tmp_path: Path, members: list[str] | None = None) -> SecretTree:
     # A plain file that no rule covers must be left alone by everything.
     (root / "inventories/local/group_vars/all/main.yml").write_text("plain_setting: 1\n")
     return tree
+
+
+GUARD = REPO / "scripts" / "check-sops-encrypted"
+PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
+
+
+def run_guard(
+    tree: SecretTree, *files: str, keyfile: Path | None = None
+) -> subprocess.CompletedProcess:
+    """scripts/check-sops-encrypted on the tree; `keyfile` is the identity it may verify with."""
+    env = dict(tree.env)
+    if keyfile is not None:
+        env["SOPS_AGE_KEY_FILE"] = str(keyfile)
+    return subprocess.run(
+        [PYTHON, str(GUARD), "--root", str(tree.root), *files],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def run_playbook(
+    tree: SecretTree, name: str, extra: dict | None = None, *flags: str, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """playbooks/secrets_<name>.yml on the tree, decrypting with alice's key unless told."""
+    variables = {
+        "secrets_root": str(tree.root),
+        "secrets_age_keyfile": str(tree.keys["alice"].keyfile),
+        **(extra or {}),
+    }
+    run_env = dict(tree.env)
+    run_env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+    run_env["ANSIBLE_NOCOLOR"] = "1"
+    run_env["ANSIBLE_DEPRECATION_WARNINGS"] = "0"
+    run_env.update(env or {})
+    return subprocess.run(
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            str(REPO / "playbooks" / f"secrets_{name}.yml"),
+            "-e",
+            json.dumps(variables),
+            *flags,
+        ],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tree.root.parent,
+    )
+
+
+def git_track(root: Path, env: dict[str, str]) -> None:
+    """Make `root` a git checkout in which every file is tracked (git add, no commit needed)."""
+    for args in (["init", "-q"], ["add", "-A"]):
+        subprocess.run(["git", "-C", str(root), *args], env=env, check=True, capture_output=True)
+
+
+def enc_values(path: Path) -> list[str]:
+    """The sops ciphertexts of a file (a rotated data key changes every one of them)."""
+    return re.findall(r"ENC\[AES256_GCM,data:[^\]]+\]", path.read_text())
+
+
+def can_decrypt(path: Path, key: AgeKey, env: dict[str, str]) -> bool:
+    """Whether `key` alone decrypts `path` (a bool, so a failing assert shows no plaintext)."""
+    return decrypt(path, key, env) is not None
+
+
+def reads_back(tree: SecretTree, rel: str, key: AgeKey) -> bool:
+    """Whether `key` alone decrypts `rel` to the content it was made with (a bool, see above)."""
+    return plaintext_equal(rel, decrypt(tree.root / rel, key, tree.env), tree)
 
 
 def plaintext_equal(rel: str, got: bytes | None, tree: SecretTree) -> bool:

@@ -16,11 +16,15 @@ from typing import Any
 import pytest
 import yaml
 from monitoring_helpers import REPO, render
+from system_tools import require_tools
 
 PROMTOOL = shutil.which("promtool")
-pytestmark = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool missing (Debian package prometheus)"
-)
+
+
+@pytest.fixture(autouse=True)
+def _promtool_installed() -> None:
+    require_tools("prometheus", PROMTOOL)
+
 
 HOST = "game-1.example.com"
 INSTANCE = f"{HOST}:9464"

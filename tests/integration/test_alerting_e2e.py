@@ -33,16 +33,17 @@ from monitoring_helpers import (
     render,
     status_doc,
 )
+from system_tools import require_tools
 
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        PROMETHEUS is None or ALERTMANAGER is None,
-        reason="needs the Debian packages prometheus and prometheus-alertmanager",
-    ),
-]
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def _prometheus_installed() -> None:
+    require_tools("prometheus and prometheus-alertmanager", PROMETHEUS, ALERTMANAGER)
+
 
 HOST = "game-1"
 TICK_FOR_S = 3

@@ -8,6 +8,7 @@ restarts it; --check changes nothing; bad input stops in preflight.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import shutil
@@ -23,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from documented_commands import run_documented
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "roles" / "server_build" / "files" / "reference_server"
@@ -123,6 +125,10 @@ def site(tmp_path_factory: pytest.TempPathFactory, registry: str, discord: dict)
                                     "game_server_game_port": free_port(),
                                     "game_server_stop_grace": 10,
                                     "game_server_health_timeout": 30,
+                                    # As the inventories set them: the database playbooks
+                                    # and runbooks work on the deployed world.
+                                    "db_ops_db_path": str(root / "server/data/world.db"),
+                                    "db_ops_backup_dir": str(root / "db-backups"),
                                 }
                             }
                         }
@@ -146,6 +152,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, registry: str, discord: dict)
         "root": root,
         "inventory": inventory,
         "status": f"http://127.0.0.1:{status_port}",
+        "status_port": status_port,
         "db": root / "server" / "data" / "world.db",
         "registry": registry,
     }
@@ -169,6 +176,13 @@ def run(site: dict, playbook: str, env: dict, *extra: str) -> subprocess.Complet
         check=False,
         timeout=600,
     )
+
+
+def documented(site: dict, env: dict, command: str, **extra: str) -> subprocess.CompletedProcess:
+    """A documented command in its registered form for this server (tests/documented_commands.yml):
+    "$INVENTORY" is this test's inventory, "$STATUS_PORT" its server's status port."""
+    variables = {"INVENTORY": str(site["inventory"]), "STATUS_PORT": str(site["status_port"])}
+    return run_documented(command, env=env | variables | extra, timeout=600)
 
 
 def recap(result: subprocess.CompletedProcess) -> str:
@@ -272,7 +286,10 @@ def test_deploy_fail_rollback_and_noop(
         assert discord["secret"] not in result.stdout + result.stderr
 
     # The runbook goes back to v1, migrating the schema down through v2's files.
-    back = run(site, "playbooks/runbooks/rollback.yml", ansible_env, "-e", "rollback_to=1.0.0")
+    rollback = (
+        'ansible-playbook -i "$INVENTORY" playbooks/runbooks/rollback.yml -e rollback_to=1.0.0'
+    )
+    back = documented(site, ansible_env, rollback)
     assert back.returncode == 0, back.stdout[-6000:]
     assert status(site)["version"] == "1.0.0"
     version, objects = schema(site["db"])
@@ -281,16 +298,29 @@ def test_deploy_fail_rollback_and_noop(
 
     # Re-deploying the running version changes nothing and restarts nothing.
     started = docker("inspect", "-f", "{{.State.StartedAt}}", CONTAINER).stdout
-    again = run(site, "playbooks/runbooks/rollback.yml", ansible_env, "-e", "rollback_to=1.0.0")
+    again = documented(site, ansible_env, rollback)
     assert again.returncode == 0, again.stdout[-6000:]
     assert "changed=0" in recap(again), recap(again)
     assert docker("inspect", "-f", "{{.State.StartedAt}}", CONTAINER).stdout == started
 
     # The restart runbook restarts the same version and waits for its health.
-    restart = run(site, "playbooks/runbooks/restart.yml", ansible_env)
+    restart = documented(
+        site,
+        ansible_env,
+        'ansible-playbook -i "$INVENTORY" playbooks/runbooks/restart.yml --limit localhost',
+    )
     assert restart.returncode == 0, restart.stdout[-6000:]
     assert docker("inspect", "-f", "{{.State.StartedAt}}", CONTAINER).stdout != started
     assert status(site)["version"] == "1.0.0"
+    # The restart runbook's Verify step.
+    verify = documented(
+        site,
+        ansible_env,
+        'ansible -i "$INVENTORY" localhost -m ansible.builtin.uri'
+        ' -a "url=http://127.0.0.1:$STATUS_PORT/status return_content=true"',
+    )
+    assert verify.returncode == 0, verify.stdout[-3000:] + verify.stderr[-3000:]
+    assert "1.0.0" in verify.stdout, verify.stdout[-3000:]
 
 
 def exec_in(*command: str) -> subprocess.CompletedProcess:
@@ -497,8 +527,6 @@ def test_database_runbooks_stop_fix_and_restart_the_server(
 ) -> None:
     """Runs after the drift test: v1 is serving. The two database runbooks around a live server."""
     db = site["db"]
-    backups = site["root"] / "db-backups"
-    db_vars = ["-e", f"db_ops_db_path={db}", "-e", f"db_ops_backup_dir={backups}"]
     # A chunk far from where the reference server edits, so only the test touches it.
     payload = b"voxel-runbook-chunk" * 64
     far = (100000, 0, 100000)
@@ -510,24 +538,47 @@ def test_database_runbooks_stop_fix_and_restart_the_server(
             (*far, payload, hashlib.sha256(payload).hexdigest()),
         ),
     )
-    backup = run(site, "playbooks/db_backup.yml", ansible_env, *db_vars)
+    backup = run(site, "playbooks/db_backup.yml", ansible_env)
     assert backup.returncode == 0, backup.stdout[-6000:]
+    # The runbook's time: just after that backup (at or before it, the newest is this one).
+    time_after_backup = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
 
     # A table made after the backup; the rollback runbook restores the backup without it.
     write(db, ("CREATE TABLE made_after_the_backup (x INTEGER)", ()))
     before, same = started_at(), container_id()
-    rollback = run(site, "playbooks/runbooks/db_rollback.yml", ansible_env, *db_vars)
+    rollback = documented(
+        site,
+        ansible_env,
+        'ansible-playbook -i "$INVENTORY" playbooks/runbooks/db_rollback.yml --limit localhost'
+        ' -e db_ops_restore_before="$TIME"',
+        TIME=time_after_backup,
+    )
     logs = docker("logs", "--tail", "30", CONTAINER, check=False)
     assert rollback.returncode == 0, rollback.stdout[-4000:] + logs.stdout + logs.stderr
     assert "made_after_the_backup" not in [name for name, _ in schema(db)[1]]
     assert started_at() != before  # stopped for the restore, started again
     assert container_id() == same  # the same container, not a re-created one
     assert status(site)["version"] == "1.0.0"
+    # The runbook's Verify step: the health check passes on the restored database.
+    verified = documented(
+        site,
+        ansible_env,
+        'ansible-playbook -i "$INVENTORY" playbooks/db_check.yml --limit localhost'
+        ' -e db_ops_db_path="$DB"',
+        DB=str(db),
+    )
+    assert verified.returncode == 0, verified.stdout[-4000:]
 
     # A damaged chunk: the chunk repair runbook puts the backup's payload back.
     write(db, ("UPDATE chunks SET payload = ? WHERE cx = ? AND cy = ? AND cz = ?", (b"rot", *far)))
     before = started_at()
-    repair = run(site, "playbooks/runbooks/chunk_repair.yml", ansible_env, *db_vars)
+    repair = documented(
+        site,
+        ansible_env,
+        'ansible-playbook -i "$INVENTORY" playbooks/runbooks/chunk_repair.yml --limit localhost',
+    )
     logs = docker("logs", "--tail", "30", CONTAINER, check=False)
     assert repair.returncode == 0, repair.stdout[-4000:] + logs.stdout + logs.stderr
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)

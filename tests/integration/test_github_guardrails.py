@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from documented_commands import run_documented
 
 OWNER = "studio-test"
 REPO = "ops-test"
@@ -196,6 +197,21 @@ def run(github: FakeGitHub, repo: Path, ansible_env: dict[str, str], ansible_pla
     return _run
 
 
+def documented(
+    github: FakeGitHub, ansible_env: dict[str, str], command: str
+) -> subprocess.CompletedProcess:
+    """A documented command (tests/documented_commands.yml): GITHUB_TOKEN="$TOKEN", and
+    -e "$STAND_IN" pointing the playbook at the stand-in (its URL, owner and repository)."""
+    stand_in = {
+        "github_guardrails_api_url": github.url,
+        "github_guardrails_owner": OWNER,
+        "github_guardrails_repo": REPO,
+        "github_guardrails_required_checks": ["test", "lint"],
+    }
+    env = ansible_env | {"TOKEN": TOKEN, "STAND_IN": json.dumps(stand_in)}
+    return run_documented(command, env=env, timeout=300)
+
+
 def recap(result: subprocess.CompletedProcess) -> dict[str, int]:
     line = next(line for line in result.stdout.splitlines() if line.startswith("localhost"))
     return {
@@ -227,7 +243,8 @@ def test_first_run_puts_the_protection_and_second_run_changes_nothing(github, ru
     ]
 
 
-def test_check_mode_shows_the_plan_and_writes_nothing(github, run):
+def test_check_mode_shows_the_plan_and_writes_nothing(github, ansible_env):
+    """The documented commands (README, docs/hardening.md): the plan, then the change."""
     # A branch protected by hand, loosely: force pushes allowed, no code owner reviews.
     github.protection = {
         **EXPECTED_PUT,
@@ -239,7 +256,20 @@ def test_check_mode_shows_the_plan_and_writes_nothing(github, run):
         },
     }
     before = json.loads(json.dumps(github.protection))
-    result = run("--check", "--diff")
+    check = documented(
+        github,
+        ansible_env,
+        'GITHUB_TOKEN="$TOKEN" ansible-playbook playbooks/github_guardrails.yml --check'
+        ' -e "$STAND_IN"',
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert recap(check)["changed"] == 1
+    result = documented(
+        github,
+        ansible_env,
+        'GITHUB_TOKEN="$TOKEN" ansible-playbook playbooks/github_guardrails.yml --check --diff'
+        ' -e "$STAND_IN"',
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert github.puts() == []
     assert github.protection == before
@@ -249,9 +279,14 @@ def test_check_mode_shows_the_plan_and_writes_nothing(github, run):
     # Only the keys that differ are in the plan.
     assert "enforce_admins:" not in result.stdout
 
-    applied = run()
+    applied = documented(
+        github,
+        ansible_env,
+        'GITHUB_TOKEN="$TOKEN" ansible-playbook playbooks/github_guardrails.yml -e "$STAND_IN"',
+    )
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert [p.body for p in github.puts()] == [EXPECTED_PUT]
+    assert {r.authorization for r in github.requests} == {f"Bearer {TOKEN}"}
 
 
 def test_the_token_never_appears_in_the_output(github, run):

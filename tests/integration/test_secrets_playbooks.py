@@ -4,7 +4,6 @@ files)."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import subprocess
 from pathlib import Path
@@ -23,31 +22,12 @@ def play(
     extra: dict | None = None,
     *flags: str,
 ) -> subprocess.CompletedProcess:
-    variables = {
-        "secrets_root": str(tree.root),
-        "secrets_age_keyfile": str(tree.keys["alice"].keyfile),
-        **(extra or {}),
-    }
-    env = dict(tree.env)
-    env["ANSIBLE_CONFIG"] = str(sf.REPO / "ansible.cfg")
-    env["ANSIBLE_NOCOLOR"] = "1"
-    env["ANSIBLE_DEPRECATION_WARNINGS"] = "0"
-    return subprocess.run(
-        [
-            ansible_playbook,
-            "-i",
-            "localhost,",
-            str(sf.REPO / "playbooks" / f"secrets_{name}.yml"),
-            "-e",
-            json.dumps(variables),
-            *flags,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tree.root.parent,
-    )
+    assert Path(ansible_playbook).exists()
+    return sf.run_playbook(tree, name, extra, *flags)
+
+
+def words(text: str) -> str:
+    return " ".join(text.split())
 
 
 def recap_changed(proc: subprocess.CompletedProcess) -> int:
@@ -56,8 +36,7 @@ def recap_changed(proc: subprocess.CompletedProcess) -> int:
     return int(match.group(1))
 
 
-def enc_values(path: Path) -> list[str]:
-    return re.findall(r"ENC\[AES256_GCM,data:[^\]]+\]", path.read_text())
+enc_values = sf.enc_values
 
 
 @pytest.fixture
@@ -71,11 +50,8 @@ def test_onboard_gives_the_new_key_every_file(tree, ansible_playbook):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for rel in tree.plaintext:
         for who in (carol, tree.keys["alice"], tree.keys["bob"]):
-            assert sf.plaintext_equal(rel, sf.decrypt(tree.root / rel, who, tree.env), tree), (
-                rel,
-                who.name,
-            )
-        assert sf.decrypt(tree.root / rel, tree.keys["outsider"], tree.env) is None
+            assert sf.reads_back(tree, rel, who), (rel, who.name)
+        assert not sf.can_decrypt(tree.root / rel, tree.keys["outsider"], tree.env)
     config = (tree.root / ".sops.yaml").read_text()
     assert config.count(carol.public) == 3
     assert "# Test rules. This comment must survive onboarding and offboarding." in config
@@ -94,7 +70,7 @@ def test_onboard_to_chosen_rules_only(tree, ansible_playbook):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for rel in tree.plaintext:
-        readable = sf.decrypt(tree.root / rel, carol, tree.env) is not None
+        readable = sf.can_decrypt(tree.root / rel, carol, tree.env)
         assert readable is rel.startswith("inventories/staging/"), rel
 
 
@@ -104,9 +80,8 @@ def test_offboard_removes_access_rotates_and_lists_what_to_change(tree, ansible_
     proc = play(tree, ansible_playbook, "offboard", {"secrets_recipient": bob.public})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for rel in tree.plaintext:
-        assert sf.decrypt(tree.root / rel, bob, tree.env) is None, rel
-        alice_view = sf.decrypt(tree.root / rel, tree.keys["alice"], tree.env)
-        assert sf.plaintext_equal(rel, alice_view, tree), rel
+        assert not sf.can_decrypt(tree.root / rel, bob, tree.env), rel
+        assert sf.reads_back(tree, rel, tree.keys["alice"]), rel
         # A new data key re-encrypts every value: no ciphertext survives from before.
         assert not set(enc_values(tree.root / rel)) & set(before[rel]), rel
     config = (tree.root / ".sops.yaml").read_text()
@@ -119,10 +94,69 @@ def test_offboard_removes_access_rotates_and_lists_what_to_change(tree, ansible_
         assert name in proc.stdout
     assert "operations/secrets/local/server_key.pem.sops: (whole file)" in proc.stdout
     assert "git history" in proc.stdout
+    said = words(proc.stdout)  # the YAML callback folds long messages
+    assert f"{bob.public} is a recipient of no current file" in said
+    assert "so it can no longer decrypt any of them" in said
+    assert "CAN STILL DECRYPT" not in said
     # Offboarding the same key again is a named error: it is no longer in .sops.yaml.
     again = play(tree, ansible_playbook, "offboard", {"secrets_recipient": bob.public})
     assert again.returncode != 0
     assert f"recipient {bob.public} is not in" in again.stdout
+
+
+def test_scoped_offboard_names_the_files_the_leaver_can_still_decrypt(tree, ansible_playbook):
+    """Item 8: with secrets_paths limited, the play must not claim the leaver lost all access."""
+    bob = tree.keys["bob"]
+    proc = play(
+        tree,
+        ansible_playbook,
+        "offboard",
+        {"secrets_recipient": bob.public, "secrets_paths": ["inventories/local"]},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    still = sorted(rel for rel in tree.plaintext if not rel.startswith("inventories/local/"))
+    assert still == [
+        "inventories/staging/group_vars/all/stage.sops.json",
+        "operations/secrets/local/server_key.pem.sops",
+    ]
+    for rel in tree.plaintext:
+        readable = sf.can_decrypt(tree.root / rel, bob, tree.env)
+        assert readable is (rel in still), rel
+    said = words(proc.stdout)  # the YAML callback folds long messages
+    assert "can no longer decrypt" not in said
+    assert "is a recipient of no current file" not in said
+    assert f"{bob.public} is still a recipient of these files" in said
+    start = said.index("CAN STILL DECRYPT")
+    report = said[start : said.index("They are outside secrets_paths", start)]
+    assert sorted(rel for rel in tree.plaintext if rel in report) == still
+
+
+def test_onboarding_the_public_demo_key_outside_the_local_rules_is_refused(tree, ansible_playbook):
+    """Item 10: a key whose private half is in the repository (here the test's own demo key at
+    the demo key's place) may join the local rules only."""
+    demo = sf.new_key(tree.root.parent / "keys", "demo")
+    (tree.root / "inventories/local/demo-age-key.txt").write_bytes(demo.keyfile.read_bytes())
+    sf.git_track(tree.root, tree.env)
+    state = sf.tree_state(tree.root)
+    for rules in ([], ["inventories/staging"]):
+        proc = play(
+            tree,
+            ansible_playbook,
+            "onboard",
+            {"secrets_recipient": demo.public, "secrets_rules": rules},
+        )
+        assert proc.returncode != 0, rules
+        assert f"{demo.public}: its private key is in the repository" in proc.stdout, rules
+        assert "inventories/local/demo-age-key.txt" in proc.stdout
+        assert sf.tree_state(tree.root) == state
+    local = play(
+        tree,
+        ansible_playbook,
+        "onboard",
+        {"secrets_recipient": demo.public, "secrets_rules": ["inventories/local/"]},
+    )
+    assert local.returncode == 0, local.stdout + local.stderr
+    assert "AGE-SECRET-" + "KEY-1" not in (proc.stdout + proc.stderr + local.stdout).upper()
 
 
 def test_rotate_by_age_check_mode_then_apply(tree, ansible_playbook):
@@ -149,8 +183,7 @@ def test_rotate_by_age_check_mode_then_apply(tree, ansible_playbook):
         assert enc_values(tree.root / rel) == before[rel], rel
     for rel in tree.plaintext:
         for who in ("alice", "bob"):
-            got = sf.decrypt(tree.root / rel, tree.keys[who], tree.env)
-            assert sf.plaintext_equal(rel, got, tree)
+            assert sf.reads_back(tree, rel, tree.keys[who]), (rel, who)
     assert recap_changed(play(tree, ansible_playbook, "rotate")) == 0
 
 

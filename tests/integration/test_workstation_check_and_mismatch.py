@@ -22,7 +22,8 @@ import pytest
 import systemd_instance
 import yaml
 
-IMAGE = systemd_instance.IMAGE
+# A bare machine: the check-mode plan must include the packages the role installs.
+IMAGE = systemd_instance.BARE_IMAGE
 # The options of the shared Molecule platform (tests/systemd_instance.py reads them).
 SYSTEMD_OPTS = systemd_instance.docker_run_options()
 RECAP = re.compile(r"^\S+\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)

@@ -39,22 +39,22 @@ EXERCISED_BY: dict[str, tuple[str, str, str]] = {
     "playbooks/runbooks/restart.yml": (
         "tests/integration/test_deploy_e2e.py",
         "test_deploy_fail_rollback_and_noop",
-        '"playbooks/runbooks/restart.yml"',
+        "playbooks/runbooks/restart.yml",
     ),
     "playbooks/runbooks/rollback.yml": (
         "tests/integration/test_deploy_e2e.py",
         "test_deploy_fail_rollback_and_noop",
-        '"playbooks/runbooks/rollback.yml"',
+        "playbooks/runbooks/rollback.yml",
     ),
     "playbooks/runbooks/db_rollback.yml": (
         "tests/integration/test_deploy_e2e.py",
         "test_database_runbooks_stop_fix_and_restart_the_server",
-        '"playbooks/runbooks/db_rollback.yml"',
+        "playbooks/runbooks/db_rollback.yml",
     ),
     "playbooks/runbooks/chunk_repair.yml": (
         "tests/integration/test_deploy_e2e.py",
         "test_database_runbooks_stop_fix_and_restart_the_server",
-        '"playbooks/runbooks/chunk_repair.yml"',
+        "playbooks/runbooks/chunk_repair.yml",
     ),
     "playbooks/secrets_offboard.yml": (
         "tests/integration/test_secrets_playbooks.py",

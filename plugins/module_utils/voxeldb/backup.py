@@ -1,16 +1,26 @@
 """Consistent online backups of a live SQLite database, and retention of the backup directory.
 
-A backup is made in five steps, each of which can be interrupted (even by SIGKILL) without leaving
-anything that looks like a finished backup:
+A backup is made in these steps, each of which can be interrupted (even by SIGKILL) without
+leaving anything that looks like a finished backup:
 
-1. copy the database with SQLite itself (backup API in one pass or in steps, or ``VACUUM INTO``)
+1. refuse a database that holds no tables (a 0-byte or fresh file: it would become the newest
+   backup a restore picks) or none of the expected tables, unless ``allow_empty``;
+2. copy the database with SQLite itself (backup API in one pass or in steps, or ``VACUUM INTO``)
    into a temporary file ``.voxeldb-tmp-*`` in the backup directory;
-2. switch the copy to ``journal_mode=DELETE`` (it is a single self-contained file) and verify it
+3. switch the copy to ``journal_mode=DELETE`` (it is a single self-contained file) and verify it
    with ``quick_check`` or ``integrity_check``;
-3. checksum it and, when asked, compress it into a second temporary file;
-4. fsync the data file, rename it to its final name, fsync the directory;
+4. checksum it and, when asked, compress it into a second temporary file; fsync it;
 5. write the manifest (sha256, size, time, source, SQLite version, schema version, page count)
-   the same way. Only a manifest whose sha256 matches its data file makes a finished backup.
+   to a temporary file too, and fsync it;
+6. rename the data file to its final name, fsync the directory, then rename the manifest to its
+   final name (the one rename that makes the backup count) and fsync the directory.
+
+Only a manifest whose sha256 matches its data file makes a finished backup. A kill between the two
+renames leaves a data file without manifest: an *orphan*, never listed as a backup; retention
+removes orphans older than the newest verified backup (and any temporary file, under the lock).
+
+``fsutil.fault_point`` marks each phase (``FAULT_PHASES``); it is a test-only hook, inert unless
+``VOXELDB_FAULT_PHASE`` is set, with which tests/fault/test_db_faults.py kills a backup at each.
 
 Idempotence: when the database's content is byte-for-byte the content of the newest verified
 backup (same ``db_sha256`` of the uncompressed image), no new backup is written unless ``force``.
@@ -23,12 +33,13 @@ import contextlib
 import dataclasses
 import fcntl
 import gzip
+import json
 import os
 import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +47,12 @@ from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb import manif
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.errors import (
     BackupError,
     InputError,
+    reported,
 )
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.fsutil import (
     CHUNK,
     TMP_PREFIX,
-    atomic_write_json,
+    fault_point,
     fsync_dir,
     fsync_file,
     require_sqlite_file,
@@ -48,6 +60,7 @@ from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.fsutil impor
     sha256_file,
     temp_path,
     utc_now,
+    write_temp_bytes,
 )
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.retention import (
     RetentionPolicy,
@@ -57,7 +70,22 @@ from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.retention im
 METHODS = ("backup", "stepped", "vacuum")
 #: The default method, chosen from bench/bench_db_backup.py (see bench/README.md).
 DEFAULT_METHOD = "backup"
-LOCK_NAME = ".voxeldb.lock"
+LOCK_NAME = mf.LOCK_FILE
+#: The named points of a backup (and of retention) where ``fsutil.fault_point`` can kill the
+#: process in tests, in the order a backup reaches them. ``compressed`` is reached only with
+#: compression, ``pruning`` only when retention deletes a backup (between its two files).
+FAULT_PHASES = (
+    "locked",  # the directory lock is held, stale temporaries are removed
+    "copied",  # the copy is written (temporary file)
+    "verified",  # the copy passed its integrity check and is hashed
+    "compressed",  # the compressed copy is written (temporary file)
+    "data-synced",  # the data file is fsynced (still temporary)
+    "manifest-written",  # the manifest is written and fsynced (temporary file)
+    "data-renamed",  # the data file has its final name, the manifest not yet: an orphan
+    "manifest-renamed",  # the manifest has its final name: the backup counts
+    "published",  # the directory is fsynced
+    "pruning",  # retention deleted a manifest and not yet its data file
+)
 
 
 def validate_backup_dir(db_path: Path, backup_dir: str | os.PathLike[str]) -> Path:
@@ -149,6 +177,7 @@ def describe_image(path: Path) -> dict[str, Any]:
             "page_count": conn.execute("PRAGMA page_count").fetchone()[0],
             "page_size": conn.execute("PRAGMA page_size").fetchone()[0],
             "schema_version": mf.schema_version(conn),
+            "tables": mf.world_tables(conn),
         }
     finally:
         conn.close()
@@ -205,6 +234,25 @@ class BackupOptions:
     step_pages: int = 4096
     step_sleep: float = 0.0
     file_mode: int = 0o640
+    allow_empty: bool = False
+    expected_tables: tuple[str, ...] = ()
+
+    def refusal(self, tables: list[str], what: str) -> str | None:
+        """Why a database with ``tables`` must not be backed up, or None."""
+        if not tables and self.allow_empty:
+            return None
+        if not tables:
+            return (
+                f"refusing to back up: {what} holds no tables (an empty or uninitialised "
+                "database; it would become the newest backup a restore picks). Set allow_empty "
+                "(--allow-empty) only to back up a database that is empty on purpose"
+            )
+        if self.expected_tables and not set(self.expected_tables) & set(tables):
+            return (
+                f"refusing to back up: {what} holds none of the expected tables "
+                f"({', '.join(self.expected_tables)}); its tables: {', '.join(tables)}"
+            )
+        return None
 
     def validate(self) -> None:
         """Raise InputError on an unknown method, check or compression."""
@@ -236,21 +284,42 @@ def create_backup(
     step_sleep: float = 0.0,
     dir_mode: int = 0o750,
     file_mode: int = 0o640,
+    allow_empty: bool = False,
+    expected_tables: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Make a verified backup of ``db_path`` in ``backup_dir``; return a result dict.
 
     The result has ``changed``, ``backup`` (the summary of the new or the matching backup),
     ``skipped_reason`` when nothing was written, and ``retention`` when a policy was given.
+    A database without tables (or, with ``expected_tables``, without any of them) is refused
+    unless ``allow_empty`` (which allows only the no-table case).
     """
     db = require_sqlite_file(Path(db_path).expanduser(), "database")
     directory = validate_backup_dir(db, backup_dir)
     options = BackupOptions(
-        method, check, compression, compression_level, step_pages, step_sleep, file_mode
+        method,
+        check,
+        compression,
+        compression_level,
+        step_pages,
+        step_sleep,
+        file_mode,
+        allow_empty,
+        tuple(expected_tables or ()),
     )
     options.validate()
     prefix = prefix or db.stem
     if not mf._STEM_RE.match(prefix):
         raise InputError(f"prefix {prefix!r} may hold only letters, digits, '.', '_' and '-'")
+    with reported(InputError, db=db, doing="reading its schema"):
+        conn = sqlite3.connect(db, timeout=30.0)
+        try:
+            tables = mf.world_tables(conn)
+        finally:
+            conn.close()
+    refusal = options.refusal(tables, f"database {db}")
+    if refusal:
+        raise InputError(refusal)
 
     result: dict[str, Any] = {"changed": False, "db": str(db), "backup_dir": str(directory)}
     if check_mode:
@@ -267,6 +336,7 @@ def create_backup(
         result["changed"] = True
     with dir_lock(directory):
         result["removed_temps"] = remove_stale_temps(directory)
+        fault_point("locked")
         newest = _newest_verified(directory)
         written = _write_backup(db, directory, prefix, options, newest if not force else None)
         if written is None and newest is not None:
@@ -290,42 +360,26 @@ def _write_backup(
     options: BackupOptions,
     same_as: mf.Manifest | None,
 ) -> dict[str, Any] | None:
-    """Copy, verify, checksum, compress, rename, write the manifest; return its summary.
+    """Copy, verify, checksum, compress, write the manifest, publish; return its summary.
 
-    Returns None (and leaves nothing behind) when the image equals ``same_as``'s content.
+    Returns None (and leaves nothing behind) when the image equals ``same_as``'s content. Data
+    and manifest are both written and fsynced under temporary names; the data file is renamed
+    first and the manifest last, so only a whole, verified backup ever has a manifest.
     """
     started = time.monotonic()
     moment = utc_now()
     name = backup_name(prefix, moment, directory)
     raw = temp_path(directory, name)
-    packed: Path | None = None
+    # Removed on any failure: temporaries, and the data file if its manifest never got its name.
+    leftovers = [raw]
     try:
-        copy_database(
-            db, raw, options.method, step_pages=options.step_pages, step_sleep=options.step_sleep
-        )
-        facts = describe_image(raw)
-        # Both read the whole copy and release the GIL: hash in a thread while SQLite checks.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            hashing = pool.submit(sha256_file, raw)
-            problems = mf.run_integrity_check(raw, options.check)
-            db_sha = hashing.result()
-        if problems:
-            raise BackupError(
-                f"the copy of {db} failed the {options.check} integrity check: {problems[:5]}",
-                problems=problems,
-            )
+        facts, db_sha = _verified_image(db, raw, options)
+        fault_point("verified")
         if same_as is not None and same_as.data["db_sha256"] == db_sha:
             return None
         db_size = raw.stat().st_size
         final_name = f"{name}{mf.COMPRESSION_SUFFIX[options.compression]}"
-        if options.compression == "none":
-            packed = raw
-        else:
-            packed = temp_path(directory, final_name)
-            compress_file(raw, packed, options.compression, options.compression_level)
-            raw.unlink()
-        fsync_file(packed)
-        os.chmod(packed, options.file_mode)
+        packed = _pack(db, raw, directory, final_name, options, leftovers)
         data = {
             "format": mf.MANIFEST_FORMAT,
             "file": final_name,
@@ -343,18 +397,101 @@ def _write_backup(
             "duration_ms": int((time.monotonic() - started) * 1000),
             **facts,
         }
-        os.replace(packed, directory / final_name)
-        packed = None
-        fsync_dir(directory)
         manifest_path = directory / f"{name}{mf.MANIFEST_SUFFIX}"
-        atomic_write_json(manifest_path, data, options.file_mode)
+        _publish(packed, manifest_path, data, options.file_mode, leftovers)
     finally:
-        raw.unlink(missing_ok=True)
-        if packed is not None:
-            packed.unlink(missing_ok=True)
+        for leftover in leftovers:
+            leftover.unlink(missing_ok=True)
     summary = mf.read_manifest(manifest_path).summary()
     summary["duration_ms"] = data["duration_ms"]
     return summary
+
+
+def _verified_image(db: Path, raw: Path, options: BackupOptions) -> tuple[dict[str, Any], str]:
+    """Copy ``db`` to ``raw`` and verify the copy; return its facts and its sha256."""
+    directory = raw.parent
+    with reported(BackupError, db=db, writing=raw, doing=f"copying {db} into {directory}"):
+        copy_database(
+            db, raw, options.method, step_pages=options.step_pages, step_sleep=options.step_sleep
+        )
+    fault_point("copied")
+    with reported(BackupError, db=raw, doing=f"checking the copy of {db}"):
+        facts = describe_image(raw)
+        # Both read the whole copy and release the GIL: hash in a thread while SQLite checks.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            hashing = pool.submit(sha256_file, raw)
+            problems = mf.run_integrity_check(raw, options.check)
+            db_sha = hashing.result()
+    if problems:
+        raise BackupError(
+            f"the copy of {db} failed the {options.check} integrity check: {problems[:5]}",
+            problems=problems,
+        )
+    refusal = options.refusal(facts.pop("tables"), f"the copy of database {db}")
+    if refusal:
+        raise BackupError(refusal)
+    return facts, db_sha
+
+
+def _pack(
+    db: Path,
+    raw: Path,
+    directory: Path,
+    final_name: str,
+    options: BackupOptions,
+    leftovers: list[Path],
+) -> Path:
+    """Compress ``raw`` if asked; fsync the data file (still temporary) and return it."""
+    packed = raw
+    if options.compression != "none":
+        packed = temp_path(directory, final_name)
+        leftovers.append(packed)
+        with reported(
+            BackupError,
+            writing=packed,
+            doing=f"compressing the copy of {db} with {options.compression} into {directory}",
+        ):
+            compress_file(raw, packed, options.compression, options.compression_level)
+        raw.unlink()
+        fault_point("compressed")
+    with reported(BackupError, writing=packed, doing="flushing the backup to disk"):
+        fsync_file(packed)
+        os.chmod(packed, options.file_mode)
+    fault_point("data-synced")
+    return packed
+
+
+def _publish(
+    packed: Path,
+    manifest_path: Path,
+    data: dict[str, Any],
+    file_mode: int,
+    leftovers: list[Path],
+) -> None:
+    """Write the manifest under a temporary name, then rename the data file and the manifest.
+
+    The manifest's rename is the one that makes the backup count; until it, ``leftovers`` holds
+    the data file (temporary or final name) and the manifest's temporary file.
+    """
+    directory = manifest_path.parent
+    data_path = directory / data["file"]
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    with reported(BackupError, writing=manifest_path, doing="writing the manifest"):
+        manifest_tmp = write_temp_bytes(
+            directory, manifest_path.name, text.encode("utf-8"), file_mode
+        )
+    leftovers.append(manifest_tmp)
+    fault_point("manifest-written")
+    with reported(BackupError, writing=data_path, doing="publishing the backup"):
+        os.replace(packed, data_path)
+        leftovers[leftovers.index(packed)] = data_path
+        fsync_dir(directory)  # the data file's name is on disk before the manifest's
+        fault_point("data-renamed")
+        os.replace(manifest_tmp, manifest_path)
+        leftovers.clear()
+        fault_point("manifest-renamed")
+        fsync_dir(directory)
+    fault_point("published")
 
 
 def _newest_verified(directory: Path) -> mf.Manifest | None:
@@ -402,24 +539,44 @@ def prune(
 
 
 def _prune_locked(directory: Path, policy: RetentionPolicy, check_mode: bool) -> dict[str, Any]:
+    """Apply ``policy``; remove orphans older than the newest verified backup and temporaries.
+
+    Call only under :func:`dir_lock` (or in check mode, which removes nothing): then no other run
+    is writing, so every temporary file is a leftover of an interrupted one.
+    """
     entries = mf.list_backups(directory, verify=True)
     good = [e for e in entries if e.ok and e.manifest is not None]
     invalid = [{"name": e.name, "problem": e.problem} for e in entries if not e.ok]
     keep, delete = select_retention([(e.name, e.manifest.created_at) for e in good], policy)
     by_name = {e.name: e for e in good}
+    newest = max((e.manifest.created_at for e in good), default=None)
+    temps = sorted(p for p in directory.glob(f"{TMP_PREFIX}*") if p.is_file())
+    stale = [
+        path
+        for path, moment in mf.orphan_data_files(directory)
+        if newest is not None and moment < newest
+    ]
     if not check_mode:
         for name in delete:
             manifest = by_name[name].manifest
-            # Manifest first: an interrupted prune leaves an orphan data file, never a
-            # manifest pointing at nothing.
+            # Manifest first: an interrupted prune leaves an orphan data file (removed by the
+            # next prune), never a manifest pointing at nothing.
             manifest.path.unlink(missing_ok=True)
+            fault_point("pruning")
             manifest.data_path.unlink(missing_ok=True)
-        if delete:
+        for path in [*stale, *temps]:
+            path.unlink(missing_ok=True)
+        if delete or stale or temps:
             fsync_dir(directory)
+    gone = {p.name for p in [*stale, *temps]}
     return {
-        "changed": bool(delete),
+        "changed": bool(delete or stale or temps),
         "kept": {name: keep[name] for name in sorted(keep)},
         "deleted": delete,
         "invalid": invalid,
-        "orphans": mf.orphan_files(directory) if directory.is_dir() else [],
+        "removed_orphans": [p.name for p in stale],
+        "removed_temps": [p.name for p in temps],
+        "orphans": [n for n in mf.orphan_files(directory) if n not in gone]
+        if directory.is_dir()
+        else [],
     }

@@ -11,6 +11,10 @@
    rewrote in the meantime are left alone and reported.
 
 Nothing else is changed. Keys found valid in no backup are reported as unrepairable.
+
+The key columns must identify one row: they are refused (before anything is read or written)
+unless the primary key or a UNIQUE index (not partial) is made of some of them, and in the
+transaction every UPDATE must change exactly one row, or everything is rolled back.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.backup impor
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.errors import (
     BackupError,
     InputError,
+    RepairError,
+    is_constraint_violation,
+    reported,
+    sqlite_error_message,
 )
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.fsutil import (
     quote_ident,
@@ -75,6 +83,49 @@ def require_columns(
             f"(it has {', '.join(columns)})"
         )
     return columns
+
+
+def unique_keys(conn: sqlite3.Connection, table: str) -> list[tuple[str, list[str]]]:
+    """The column sets that identify one row of ``table``: (what, columns) pairs.
+
+    The primary key (``PRIMARY KEY`` columns, or the rowid alias) and every UNIQUE index or
+    constraint that is not partial and is made of plain columns (no expressions).
+    """
+    found: list[tuple[str, list[str]]] = []
+    info = conn.execute(f"PRAGMA table_info({quote_ident(table)})").fetchall()
+    pk = [row[1] for row in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+    if pk:
+        found.append(("primary key", pk))
+    for index in conn.execute(f"PRAGMA index_list({quote_ident(table)})").fetchall():
+        _, name, unique, origin, partial = index[:5]
+        if not unique or partial or origin == "pk":
+            continue
+        columns = [r[2] for r in sorted(conn.execute(f"PRAGMA index_info({quote_ident(name)})"))]
+        if columns and all(c is not None for c in columns):
+            what = f"unique index {name}" if origin == "c" else f"UNIQUE constraint ({name})"
+            found.append((what, columns))
+    return found
+
+
+def require_unique_key(
+    conn: sqlite3.Connection, table: str, keys: Sequence[str], where: str
+) -> None:
+    """Refuse key columns that do not identify one row (no unique index or primary key of them)."""
+    candidates = unique_keys(conn, table)
+    if any(set(columns) <= set(keys) for _, columns in candidates):
+        return
+    offers = "; ".join(f"{what}: {', '.join(columns)}" for what, columns in candidates)
+    hint = (
+        f"use the columns of one of: {offers}"
+        if offers
+        else f"table {table!r} has neither a primary key nor a UNIQUE index"
+    )
+    raise InputError(
+        f"{where}: key columns {', '.join(keys)} of table {table!r} are not covered by a "
+        "UNIQUE index or the primary key, so several rows may share a key and a repair could "
+        f"overwrite healthy rows; {hint}",
+        unique_keys=[{"what": what, "columns": columns} for what, columns in candidates],
+    )
 
 
 def find_damaged(
@@ -150,10 +201,10 @@ def find_sources(
                         f"WHERE {_where(spec.keys)}"
                     )
                     for key in remaining:
-                        row = source.execute(query, key).fetchone()
-                        if row is None:
+                        rows = source.execute(query, key).fetchmany(2)
+                        if len(rows) != 1:  # absent, or not one row in this backup's schema
                             continue
-                        values = dict(zip(shared, row, strict=True))
+                        values = dict(zip(shared, rows[0], strict=True))
                         if row_is_valid(values[spec.payload], values[spec.checksum]):
                             found[key] = (entry.name, values)
                 finally:
@@ -167,31 +218,63 @@ def apply_repairs(
     found: dict[tuple[Any, ...], tuple[str, dict[str, Any]]],
     result: dict[str, Any],
 ) -> None:
-    """Overwrite the still-damaged rows in one transaction; fill repaired / rewritten_meanwhile."""
+    """Overwrite the still-damaged rows in one transaction; fill repaired / rewritten_meanwhile.
+
+    Each key must match exactly one row, when read and when updated; otherwise, and on any
+    error, the whole transaction is rolled back and RepairError says which key and why.
+    """
     table = quote_ident(spec.table)
     current_sql = (
         f"SELECT {quote_ident(spec.payload)}, {quote_ident(spec.checksum)} "  # noqa: S608
         f"FROM {table} WHERE {_where(spec.keys)}"
     )
+    repaired: list[dict[str, Any]] = []
+    meanwhile: list[dict[str, Any]] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
         for key, (name, values) in found.items():
-            current = conn.execute(current_sql, key).fetchone()
-            if current is None or row_is_valid(*current):
-                result["rewritten_meanwhile"].append(spec.key_dict(key))
+            where = f"{spec.table} row {spec.key_dict(key)}"
+            rows = conn.execute(current_sql, key).fetchmany(2)
+            if len(rows) > 1:
+                raise RepairError(
+                    f"{where} is not unique: the key matches several rows; nothing was repaired",
+                    key=spec.key_dict(key),
+                )
+            if not rows or row_is_valid(*rows[0]):
+                meanwhile.append(spec.key_dict(key))
                 continue
             settable = [c for c in values if c not in spec.keys]
             assignments = ", ".join(f"{quote_ident(c)} = ?" for c in settable)
-            conn.execute(
-                f"UPDATE {table} SET {assignments} WHERE {_where(spec.keys)}",  # noqa: S608
-                [values[c] for c in settable] + list(key),
-            )
-            result["repaired"].append({"key": spec.key_dict(key), "backup": name})
+            try:
+                cursor = conn.execute(
+                    f"UPDATE {table} SET {assignments} WHERE {_where(spec.keys)}",  # noqa: S608
+                    [values[c] for c in settable] + list(key),
+                )
+            except sqlite3.Error as exc:
+                if not is_constraint_violation(exc):
+                    raise
+                raise RepairError(
+                    f"repairing {where} from backup {name} violates a constraint: {exc}; the "
+                    "backup's row conflicts with another row of the database now. Nothing was "
+                    "repaired (rolled back)",
+                    key=spec.key_dict(key),
+                    backup=name,
+                    sqlite_error=str(exc),
+                ) from exc
+            if cursor.rowcount != 1:
+                raise RepairError(
+                    f"repairing {where} would have changed {cursor.rowcount} rows instead of "
+                    "one; nothing was repaired (rolled back)",
+                    key=spec.key_dict(key),
+                )
+            repaired.append({"key": spec.key_dict(key), "backup": name})
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    result["repaired"].extend(repaired)
+    result["rewritten_meanwhile"].extend(meanwhile)
 
 
 def repair_chunks(
@@ -213,12 +296,14 @@ def repair_chunks(
     if not spec.keys:
         raise InputError("key_columns must name at least one column")
     directory = Path(backup_dir).expanduser().absolute()
-    conn = sqlite3.connect(db, timeout=busy_timeout, isolation_level=None)
-    try:
-        columns = require_columns(conn, table, spec.needed, str(db))
-        damaged = find_damaged(conn, table, spec.keys, payload_column, checksum_column)
-    finally:
-        conn.close()
+    with reported(RepairError, db=db, doing=f"reading table {table!r}"):
+        conn = sqlite3.connect(db, timeout=busy_timeout, isolation_level=None)
+        try:
+            columns = require_columns(conn, table, spec.needed, str(db))
+            require_unique_key(conn, table, spec.keys, str(db))
+            damaged = find_damaged(conn, table, spec.keys, payload_column, checksum_column)
+        finally:
+            conn.close()
 
     result: dict[str, Any] = {
         "changed": False,
@@ -256,6 +341,12 @@ def repair_chunks(
     conn = sqlite3.connect(db, timeout=busy_timeout, isolation_level=None)
     try:
         apply_repairs(conn, spec, found, result)
+    except sqlite3.Error as exc:
+        raise RepairError(
+            sqlite_error_message(exc, db=db, doing=f"repairing rows of {table!r}")
+            + "; nothing was repaired (rolled back)",
+            sqlite_error=str(exc),
+        ) from exc
     finally:
         conn.close()
     result["changed"] = bool(result["repaired"])

@@ -6,6 +6,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,19 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 #: Every temporary file of the toolkit starts with this prefix; listings skip such files.
 TMP_PREFIX = ".voxeldb-tmp-"
 CHUNK = 1 << 20
+#: TEST-ONLY fault injection: the name of the phase at which the process kills itself.
+FAULT_ENV = "VOXELDB_FAULT_PHASE"
+
+
+def fault_point(phase: str) -> None:
+    """TEST-ONLY hook: SIGKILL this process at ``phase`` when ``VOXELDB_FAULT_PHASE`` names it.
+
+    Inert unless that environment variable is set to exactly this phase's name; nothing in the
+    repository sets it outside tests/fault/test_db_faults.py, which uses it to kill a backup at
+    each named phase deterministically (the phases are listed in backup.FAULT_PHASES).
+    """
+    if os.environ.get(FAULT_ENV) == phase:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -55,6 +69,26 @@ def temp_path(directory: str | os.PathLike[str], hint: str) -> Path:
     fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{hint}-", dir=directory)
     os.close(fd)
     return Path(name)
+
+
+def write_temp_bytes(
+    directory: str | os.PathLike[str], hint: str, data: bytes, mode: int = 0o640
+) -> Path:
+    """Write ``data`` to a new temporary file in ``directory``, fsynced; return its path.
+
+    The caller renames it into place (or removes it); until then no listing counts it.
+    """
+    tmp = temp_path(directory, hint)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o640) -> None:

@@ -3,6 +3,8 @@
 Checks (each an entry in ``checks`` with ``ok`` and ``severity``):
 
 * ``integrity``: ``quick_check`` or ``integrity_check`` (error);
+* ``tables``: the database holds tables (a 0-byte or fresh file holds none: SQLite finds no
+  damage in it, yet it is no world), and every table in ``expected_tables`` (error);
 * ``foreign_key_violations``: ``PRAGMA foreign_key_check`` (error);
 * ``missing_indexes``: declared expected index names absent from the schema (error);
 * ``unindexed_foreign_keys``: foreign keys whose child columns no index starts with (warning);
@@ -30,6 +32,7 @@ from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.manifest imp
     open_readonly,
     run_integrity_check,
     schema_version,
+    world_tables,
 )
 
 
@@ -80,6 +83,7 @@ def check_health(
     *,
     integrity: str = "quick",
     expected_indexes: list[str] | None = None,
+    expected_tables: list[str] | None = None,
     max_freelist_ratio: float = 0.25,
     max_wal_bytes: int = 512 * 1024 * 1024,
     max_db_bytes: int | None = None,
@@ -139,6 +143,8 @@ def check_health(
             unindexed = unindexed_foreign_keys(conn)
             add("unindexed_foreign_keys", not unindexed, "warning", unindexed)
 
+            add("tables", *_tables_check(conn, db, expected_tables or []))
+
             present = {
                 r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")
             }
@@ -160,6 +166,34 @@ def check_health(
             "db_size", db_bytes <= max_db_bytes, "warning", {"bytes": db_bytes, "max": max_db_bytes}
         )
     return _verdict(checks, facts, strict)
+
+
+def _tables_check(
+    conn: sqlite3.Connection, db: Path, expected: list[str]
+) -> tuple[bool, str, dict[str, Any]]:
+    """(ok, severity, detail) of the ``tables`` check."""
+    tables = world_tables(conn)
+    missing = sorted(set(expected) - set(tables))
+    detail: dict[str, Any] = {"tables": len(tables), "missing": missing}
+    if not tables:
+        detail["problem"] = f"database {db} holds no tables (an empty or uninitialised database)"
+    elif missing:
+        detail["problem"] = f"database {db} lacks the expected table(s) {', '.join(missing)}"
+    return bool(tables) and not missing, "error", detail
+
+
+def problems_of(report: dict[str, Any]) -> list[str]:
+    """One line per failing check, naming the file where the check says which (for messages)."""
+    lines = []
+    for check in report["checks"]:
+        if check["name"] not in report["failing"]:
+            continue
+        detail = check["detail"]
+        if isinstance(detail, dict) and detail.get("problem"):
+            lines.append(f"{check['name']}: {detail['problem']}")
+        else:
+            lines.append(f"{check['name']}: {detail}")
+    return lines
 
 
 def _verdict(checks: list[dict[str, Any]], facts: dict[str, Any], strict: bool) -> dict[str, Any]:

@@ -7,7 +7,8 @@ A finished backup is two files in the backup directory:
 
 A backup counts as *verified* only when its manifest parses, names an existing data file whose
 size and sha256 match. Anything else (a data file without manifest, a temporary file) is not a
-backup and is never chosen for a restore or a repair.
+backup and is never chosen for a restore or a repair. Retention removes such leftovers once a
+newer verified backup exists (see :func:`orphan_data_files`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _STEM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: ``<prefix>-YYYYmmddTHHMMSSffffffZ`` with an optional ``-N`` (see backup.backup_name).
+_NAME_TIME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*-(?P<stamp>\d{8}T\d{12}Z)(?:-\d+)?$")
+#: Tables that do not make a database a world database (SQLite's own and the migration log).
+BOOKKEEPING_TABLES = frozenset({"schema_migrations"})
+LOCK_FILE = ".voxeldb.lock"
 
 
 def zstd_available() -> bool:
@@ -208,22 +214,102 @@ def list_backups(backup_dir: str | os.PathLike[str], verify: bool = True) -> lis
     return entries
 
 
+def backup_time(name: str) -> _dt.datetime | None:
+    """The time in a backup name (``<prefix>-YYYYmmddTHHMMSSffffffZ[-N]``), None if it has none."""
+    match = _NAME_TIME_RE.match(name)
+    if not match:
+        return None
+    return _dt.datetime.strptime(match["stamp"], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=_dt.UTC)
+
+
+def data_file_stem(file_name: str) -> str | None:
+    """The backup name of a data file name (``X.db``, ``X.db.gz``, ``X.db.zst`` -> ``X``)."""
+    for suffix in sorted(COMPRESSION_SUFFIX.values(), key=len, reverse=True):
+        if file_name.endswith(suffix) and len(file_name) > len(suffix):
+            return file_name[: -len(suffix)]
+    return None
+
+
+def _claimed_files(directory: Path) -> set[str]:
+    """Data file names a manifest claims: named in a readable manifest, or sharing the stem of
+    any manifest (an unreadable manifest still claims its data file: it is a person's call)."""
+    claimed: set[str] = set()
+    for path in directory.glob(f"*{MANIFEST_SUFFIX}"):
+        if path.name.startswith(TMP_PREFIX):
+            continue
+        stem = path.name[: -len(MANIFEST_SUFFIX)]
+        claimed.update(f"{stem}{suffix}" for suffix in COMPRESSION_SUFFIX.values())
+        with contextlib.suppress(BackupError):
+            claimed.add(read_manifest(path).data["file"])
+    return claimed
+
+
 def orphan_files(backup_dir: str | os.PathLike[str]) -> list[str]:
     """Data files without manifest and leftover temporary files (never counted as backups)."""
     directory = Path(backup_dir)
     if not directory.is_dir():
         return []
-    claimed: set[str] = set()
-    for path in directory.glob(f"*{MANIFEST_SUFFIX}"):
-        with contextlib.suppress(BackupError):
-            claimed.add(read_manifest(path).data["file"])
+    claimed = _claimed_files(directory)
     found = []
     for path in sorted(directory.iterdir()):
-        if path.name.endswith(MANIFEST_SUFFIX) or path.name == ".voxeldb.lock":
+        if path.name == LOCK_FILE:
             continue
-        if path.name.startswith(TMP_PREFIX) or path.name not in claimed:
+        temporary = path.name.startswith(TMP_PREFIX)
+        if temporary or (not path.name.endswith(MANIFEST_SUFFIX) and path.name not in claimed):
             found.append(path.name)
     return found
+
+
+def orphan_data_files(backup_dir: str | os.PathLike[str]) -> list[tuple[Path, _dt.datetime]]:
+    """Backup data files that no manifest claims, with the time in their name.
+
+    Only files named like the toolkit's backups (``<prefix>-<time>[-N].db[.gz|.zst]``) are
+    listed: other files in the directory are never the toolkit's to remove.
+    """
+    directory = Path(backup_dir)
+    if not directory.is_dir():
+        return []
+    claimed = _claimed_files(directory)
+    found = []
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith(TMP_PREFIX) or path.name in claimed or not path.is_file():
+            continue
+        stem = data_file_stem(path.name)
+        moment = backup_time(stem) if stem else None
+        if moment is not None:
+            found.append((path, moment))
+    return found
+
+
+def world_tables(conn: sqlite3.Connection) -> list[str]:
+    """The database's own tables: neither SQLite's internal ones nor the migration log."""
+    names = [
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite\\_%' "
+            "ESCAPE '\\' ORDER BY name"
+        )
+    ]
+    return [name for name in names if name not in BOOKKEEPING_TABLES]
+
+
+def schema_problem(
+    conn: sqlite3.Connection, what: str, expected_tables: list[str] | None = None
+) -> str | None:
+    """Why the database ``what`` is not a world database, or None.
+
+    A database with no table at all (a 0-byte file, a fresh file, only ``schema_migrations``)
+    is not one; neither, when ``expected_tables`` are given, is one holding none of them.
+    """
+    tables = world_tables(conn)
+    if not tables:
+        return f"{what} holds no tables (an empty or uninitialised database)"
+    if expected_tables and not set(expected_tables) & set(tables):
+        return (
+            f"{what} holds none of the expected tables ({', '.join(expected_tables)}); "
+            f"its tables: {', '.join(tables)}"
+        )
+    return None
 
 
 @contextlib.contextmanager
@@ -278,14 +364,30 @@ def run_integrity_check(path: str | os.PathLike[str], check: str = "quick") -> l
     return [] if rows == ["ok"] else [str(row) for row in rows]
 
 
-def verify_backup(manifest: Manifest, check: str, work_dir: str | os.PathLike[str]) -> None:
-    """Verify checksum and integrity of a backup; raise BackupError naming the file otherwise."""
+def verify_backup(
+    manifest: Manifest,
+    check: str,
+    work_dir: str | os.PathLike[str],
+    *,
+    require_tables: bool = False,
+) -> None:
+    """Verify checksum and integrity of a backup; raise BackupError naming the file otherwise.
+
+    With ``require_tables`` a backup of a database without tables fails verification too.
+    """
     problem = verify_checksum(manifest)
     if problem:
         raise BackupError(f"backup {manifest.name} failed verification: {problem}")
+    empty = None
     try:
         with open_db_image(manifest, work_dir) as image:
             problems = run_integrity_check(image, check)
+            if require_tables and not problems:
+                conn = open_readonly(image)
+                try:
+                    empty = schema_problem(conn, f"backup {manifest.name}")
+                finally:
+                    conn.close()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise BackupError(f"backup {manifest.name} cannot be decompressed: {exc}") from exc
     if problems:
@@ -293,6 +395,8 @@ def verify_backup(manifest: Manifest, check: str, work_dir: str | os.PathLike[st
             f"backup {manifest.name} failed the {check} integrity check: {problems[:5]}",
             problems=problems,
         )
+    if empty:
+        raise BackupError(empty)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

@@ -10,14 +10,21 @@ File format (see docs/database-toolkit.md)::
     DROP TABLE ...;
 
 Only comments and blank lines may precede ``-- migrate:up``. The down section is optional; a
-migration without one cannot be rolled back. Statements are split with SQLite's own
-``sqlite3.complete_statement`` (so triggers with ``BEGIN ... END`` work). Transaction control
-statements (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE, END) and VACUUM are refused: the runner
-owns the transaction.
+migration without one cannot be rolled back.
+
+Statements are split the way SQLite reads them: a tokenizer that knows ``--`` and ``/* */``
+comments, quoted strings and quoted identifiers (``"x"``, ```x```, ``[x]``) finds the ``;`` that
+are code, and SQLite's own ``sqlite3.complete_statement`` decides which of them end a statement
+(so triggers with ``BEGIN ... END`` stay whole). A statement whose first keyword (after any
+comments) is transaction control (BEGIN, COMMIT, END, ROLLBACK, SAVEPOINT, RELEASE), VACUUM,
+ATTACH or DETACH is refused when the file is read: the runner owns the transaction.
 
 Each migration runs in its own ``BEGIN IMMEDIATE`` transaction with ``foreign_keys`` off (so that
 table rebuilds work, as SQLite's documentation recommends) and ``PRAGMA foreign_key_check`` before
-commit; its row in ``schema_migrations`` is written in the same transaction.
+commit; its row in ``schema_migrations`` is written in the same transaction. As a second line of
+defence, while the migration's statements run an authorizer denies transaction control, ATTACH
+and DETACH (SQLite refuses them before they run), and after every statement the runner checks
+that the connection is still inside its transaction; if not, it stops and says so.
 """
 
 from __future__ import annotations
@@ -44,7 +51,17 @@ from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.fsutil impor
 FILE_RE = re.compile(r"^(?P<version>\d{4,})_(?P<name>[a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
 UP_MARK = "-- migrate:up"
 DOWN_MARK = "-- migrate:down"
-FORBIDDEN = re.compile(r"^\s*(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE|VACUUM)\b", re.IGNORECASE)
+#: First keywords of statements that would end, nest or escape the runner's transaction.
+FORBIDDEN = frozenset(
+    {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "VACUUM", "ATTACH", "DETACH"}
+)
+#: Authorizer actions denied while a migration's statements run (the second line of defence).
+DENIED_ACTIONS = {
+    sqlite3.SQLITE_TRANSACTION: "transaction control",
+    sqlite3.SQLITE_SAVEPOINT: "SAVEPOINT/RELEASE",
+    sqlite3.SQLITE_ATTACH: "ATTACH",
+    sqlite3.SQLITE_DETACH: "DETACH",
+}
 SCHEMA_TABLE_SQL = (
     "CREATE TABLE IF NOT EXISTS schema_migrations ("
     "version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, "
@@ -69,38 +86,108 @@ class Migration:
         return self.path.stem
 
 
-def split_statements(sql: str, where: str) -> list[str]:
-    """Split SQL text into complete statements; raise MigrationError on a trailing fragment."""
-    statements: list[str] = []
-    buffer = ""
-    for line in sql.splitlines(keepends=True):
-        buffer += line
-        while ";" in buffer:
-            # Find the shortest complete prefix ending in ';'.
-            cut = None
-            start = 0
-            while (pos := buffer.find(";", start)) != -1:
-                if sqlite3.complete_statement(buffer[: pos + 1]):
-                    cut = pos + 1
+@dataclasses.dataclass(frozen=True)
+class Token:
+    """One SQL token: ``kind`` is space, comment, string, ident, word or punct."""
+
+    kind: str
+    text: str
+    start: int
+    end: int
+
+
+_WORD_CHARS = re.compile(r"[A-Za-z0-9_$\u0080-\U0010ffff]+")
+_CLOSERS = {"'": "'", '"': '"', "`": "`", "[": "]"}
+
+
+def tokenize(sql: str) -> list[Token]:
+    """Split SQL text into tokens as SQLite's tokenizer does (comments, quotes, words).
+
+    An unterminated comment or quote runs to the end of the text (SQLite reads it the same way;
+    ``complete_statement`` then reports the text as incomplete).
+    """
+    tokens: list[Token] = []
+    pos, size = 0, len(sql)
+    while pos < size:
+        char = sql[pos]
+        if char.isspace():
+            end = pos + 1
+            while end < size and sql[end].isspace():
+                end += 1
+            kind = "space"
+        elif sql.startswith("--", pos):
+            newline = sql.find("\n", pos)
+            end = size if newline == -1 else newline + 1
+            kind = "comment"
+        elif sql.startswith("/*", pos):
+            close = sql.find("*/", pos + 2)
+            end = size if close == -1 else close + 2
+            kind = "comment"
+        elif char in _CLOSERS:
+            closer, end = _CLOSERS[char], pos + 1
+            while True:
+                found = sql.find(closer, end)
+                if found == -1:
+                    end = size
                     break
-                start = pos + 1
-            if cut is None:
+                end = found + 1
+                # A doubled quote is an escaped quote (not for [...], which has no escape).
+                if char != "[" and sql.startswith(closer, end):
+                    end += 1
+                    continue
                 break
-            statement = buffer[:cut].strip()
-            buffer = buffer[cut:]
-            if _strip_comments(statement):
-                statements.append(statement)
-    if _strip_comments(buffer):
+            kind = "string" if char == "'" else "ident"
+        elif match := _WORD_CHARS.match(sql, pos):
+            end = match.end()
+            kind = "word"
+        else:
+            end = pos + 1
+            kind = "punct"
+        tokens.append(Token(kind, sql[pos:end], pos, end))
+        pos = end
+    return tokens
+
+
+def _is_code(token: Token) -> bool:
+    return token.kind not in {"space", "comment"} and token.text != ";"
+
+
+def first_keyword(statement: str) -> str:
+    """The statement's first word after comments and blank space, upper-cased ('' if none)."""
+    for token in tokenize(statement):
+        if token.kind in {"space", "comment"}:
+            continue
+        return token.text.upper() if token.kind == "word" else ""
+    return ""
+
+
+def split_statements(sql: str, where: str) -> list[str]:
+    """Split SQL text into complete statements; raise MigrationError on a trailing fragment.
+
+    Only a ``;`` token (not one in a comment, string or quoted identifier) can end a statement,
+    and only where SQLite's ``complete_statement`` agrees (a trigger body's ``;`` does not).
+    Statements made only of comments are dropped.
+    """
+    statements: list[str] = []
+    start = 0
+    tokens = tokenize(sql)
+    code = False
+    for token in tokens:
+        if _is_code(token):
+            code = True
+        if token.kind != "punct" or token.text != ";":
+            continue
+        if not sqlite3.complete_statement(sql[start : token.end]):
+            continue
+        if code:
+            statements.append(sql[start : token.end].strip())
+        start, code = token.end, False
+    if code:
         raise MigrationError(
-            f"{where}: statement without terminating ';': {buffer.strip()[:80]!r}", file=where
+            f"{where}: statement without terminating ';': {sql[start:].strip()[:80]!r}",
+            file=where,
         )
     return statements
-
-
-def _strip_comments(sql: str) -> str:
-    """The SQL text without -- line comments and blank space (for emptiness tests)."""
-    lines = [line.split("--", 1)[0] for line in sql.splitlines()]
-    return "".join(lines).strip().strip(";").strip()
 
 
 def parse_migration_text(text: str, where: str) -> tuple[list[str], list[str] | None]:
@@ -145,20 +232,19 @@ def _statements(
     if not up:
         raise MigrationError(f"{where}: the up section has no statement", file=where)
     down = split_statements("".join(down_lines), where) if down_lines is not None else None
-    for statement in [*up, *(down or [])]:
-        if FORBIDDEN.match(_first_code(statement)):
-            raise MigrationError(
-                f"{where}: transaction control or VACUUM is not allowed in a migration "
-                f"(the runner owns the transaction): {statement[:60]!r}",
-                file=where,
-            )
+    for section, statements in (("up", up), ("down", down or [])):
+        for number, statement in enumerate(statements, start=1):
+            keyword = first_keyword(statement)
+            if keyword in FORBIDDEN:
+                raise MigrationError(
+                    f"{where} ({section}): statement {number} is {keyword}: transaction "
+                    "control, VACUUM, ATTACH and DETACH are not allowed in a migration (the "
+                    f"runner owns the transaction): {statement[:80]!r}",
+                    file=where,
+                    statement=statement,
+                    statement_number=number,
+                )
     return up, down
-
-
-def _first_code(statement: str) -> str:
-    """The statement without leading comment lines."""
-    lines = [line for line in statement.splitlines() if not line.strip().startswith("--")]
-    return "\n".join(lines)
 
 
 def parse_migration_file(path: Path) -> Migration:
@@ -271,37 +357,47 @@ def plan_migrations(
     return "down", to_undo
 
 
+class _Guard:
+    """Authorizer that denies statements escaping the runner's transaction, and remembers why."""
+
+    def __init__(self) -> None:
+        self.denied: str | None = None
+
+    def __call__(self, action: int, *_: Any) -> int:
+        what = DENIED_ACTIONS.get(action)
+        if what is None:
+            return sqlite3.SQLITE_OK
+        self.denied = what
+        return sqlite3.SQLITE_DENY
+
+
 def run_migration(conn: sqlite3.Connection, migration: Migration, direction: str) -> int:
     """Run one migration in its own transaction; return its duration in ms.
 
     On any error the transaction is rolled back and MigrationError names the file, the statement
-    (with its 1-based number) and SQLite's message.
+    (with its 1-based number) and SQLite's message. Statements that would leave the transaction
+    are denied by an authorizer; should the connection leave it anyway, the run stops there.
     """
     statements = migration.up if direction == "up" else (migration.down or ())
     started = time.monotonic()
+    where = f"{migration.path} ({direction})"
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(SCHEMA_TABLE_SQL)
-        for number, statement in enumerate(statements, start=1):
-            try:
-                conn.execute(statement)
-            except sqlite3.Error as exc:
-                raise MigrationError(
-                    f"{migration.path} ({direction}): statement {number} of {len(statements)} "
-                    f"failed: {exc}; statement: {statement}",
-                    file=str(migration.path),
-                    statement=statement,
-                    statement_number=number,
-                    sqlite_error=str(exc),
-                ) from exc
+        guard = _Guard()
+        conn.set_authorizer(guard)
+        try:
+            for number, statement in enumerate(statements, start=1):
+                _run_statement(conn, guard, where, migration, statement, number, len(statements))
+        finally:
+            conn.set_authorizer(None)
         violations = conn.execute("PRAGMA foreign_key_check").fetchall()
         if violations:
             shown = [
                 {"table": v[0], "rowid": v[1], "parent": v[2], "fkid": v[3]} for v in violations
             ]
             raise MigrationError(
-                f"{migration.path} ({direction}): foreign key violations before commit: "
-                f"{shown[:10]}",
+                f"{where}: foreign key violations before commit: {shown[:10]}",
                 file=str(migration.path),
                 violations=shown,
             )
@@ -326,6 +422,47 @@ def run_migration(conn: sqlite3.Connection, migration: Migration, direction: str
             conn.execute("ROLLBACK")
         raise
     return duration
+
+
+def _run_statement(
+    conn: sqlite3.Connection,
+    guard: _Guard,
+    where: str,
+    migration: Migration,
+    statement: str,
+    number: int,
+    total: int,
+) -> None:
+    """Run one statement of a migration inside the open transaction, or raise MigrationError."""
+    details = {
+        "file": str(migration.path),
+        "statement": statement,
+        "statement_number": number,
+    }
+    guard.denied = None
+    try:
+        conn.execute(statement)
+    except sqlite3.Error as exc:
+        if guard.denied:
+            raise MigrationError(
+                f"{where}: statement {number} of {total} is {guard.denied}, which a migration "
+                f"may not use (the runner owns the transaction); refused and rolled back: "
+                f"{statement[:80]!r}",
+                sqlite_error=str(exc),
+                **details,
+            ) from exc
+        raise MigrationError(
+            f"{where}: statement {number} of {total} failed: {exc}; statement: {statement}",
+            sqlite_error=str(exc),
+            **details,
+        ) from exc
+    if not conn.in_transaction:
+        raise MigrationError(
+            f"{where}: statement {number} of {total} ended the migration's transaction; the run "
+            "stops here and records nothing. What earlier statements of this migration did may "
+            f"have been committed or rolled back: check the database. Statement: {statement}",
+            **details,
+        )
 
 
 def migrate(

@@ -6,7 +6,11 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.errors import VoxelDBError
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.errors import (
+    VoxelDBError,
+    os_error_message,
+    sqlite_error_message,
+)
 
 
 def run_module(module: Any, action: Callable[[], dict[str, Any]]) -> None:
@@ -17,10 +21,9 @@ def run_module(module: Any, action: Callable[[], dict[str, Any]]) -> None:
         details = {k: v for k, v in exc.details.items() if k not in {"msg", "failed", "changed"}}
         module.fail_json(msg=exc.message, **details)
     except sqlite3.Error as exc:
-        module.fail_json(msg=f"SQLite error: {exc} (run the health check on the database)")
+        module.fail_json(msg=sqlite_error_message(exc), sqlite_error=str(exc))
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        module.fail_json(msg=f"file system error{where}: {exc.strerror or exc}")
+        module.fail_json(msg=os_error_message(exc))
     module.exit_json(**result)
 
 

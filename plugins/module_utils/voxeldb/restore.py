@@ -4,6 +4,9 @@ Order of operations (nothing is changed before step 3):
 
 1. choose the backup: by name, the newest taken at or before a time, or the newest;
 2. verify it: manifest sha256 of the data file, then ``integrity_check`` (or ``quick_check``);
+   without a name, a backup of a database without tables fails verification too. When the
+   newest candidate fails, the next older one that verifies is named, with every failure, and
+   the restore is refused (:class:`OlderBackupRefused`) unless ``allow_older``;
 3. take a lock on the database's directory (``.voxeldb.lock``) and remove temporary files of
    interrupted restores; prepare the new database as a temporary file next to the database
    (decompressed if need be), check its sha256 against the manifest's ``db_sha256``, set its
@@ -35,12 +38,15 @@ from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.backup impor
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.errors import (
     BackupError,
     InputError,
+    OlderBackupRefused,
+    reported,
 )
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.fsutil import (
     SQLITE_MAGIC,
     fsync_dir,
     fsync_file,
     parse_time,
+    rfc3339,
     sha256_file,
     temp_path,
     utc_now,
@@ -110,14 +116,44 @@ def _first_verified(
     skipped: list[dict[str, str]] = []
     for candidate in candidates:
         try:
-            mf.verify_backup(candidate, check, work)
+            mf.verify_backup(candidate, check, work, require_tables=not strict)
         except BackupError as exc:
             if strict:
                 raise BackupError(f"refusing to restore: {exc.message}") from exc
-            skipped.append({"name": candidate.name, "problem": exc.message})
+            skipped.append(
+                {
+                    "name": candidate.name,
+                    "created_at": candidate.data["created_at"],
+                    "problem": exc.message,
+                }
+            )
             continue
         return candidate, skipped
-    raise BackupError("no backup passed verification; nothing was changed", skipped=skipped)
+    raise BackupError(
+        f"no backup passed verification; nothing was changed. Failed: {_failures(skipped)}",
+        skipped=skipped,
+    )
+
+
+def _failures(failed: list[dict[str, str]]) -> str:
+    """``name (problem); ...`` for messages."""
+    return "; ".join(f"{f['name']} ({f['problem']})" for f in failed)
+
+
+def _unreadable_newer(
+    entries: list[mf.BackupEntry], chosen: mf.Manifest, before: _dt.datetime | None
+) -> list[dict[str, str]]:
+    """Backups with an unreadable manifest whose name says they are newer than ``chosen``."""
+    found = []
+    for entry in entries:
+        moment = mf.backup_time(entry.name)
+        if entry.manifest is not None or moment is None:
+            continue
+        if moment > chosen.created_at and (before is None or moment <= before):
+            found.append(
+                {"name": entry.name, "created_at": rfc3339(moment), "problem": entry.problem}
+            )
+    return found
 
 
 def _aside_plan(db: Path, stamp: str) -> list[tuple[Path, Path]]:
@@ -160,28 +196,60 @@ def restore_backup(
     name: str | None = None,
     before: str | None = None,
     check: str = "full",
+    allow_older: bool = False,
     check_mode: bool = False,
 ) -> dict[str, Any]:
-    """Restore a backup over ``db_path``; return a result dict (see module sqlite_restore)."""
+    """Restore a backup over ``db_path``; return a result dict (see module sqlite_restore).
+
+    Without ``name``, when newer backups (than the one that verifies) fail verification, raise
+    :class:`OlderBackupRefused` naming each and why, unless ``allow_older``; with it, restore the
+    older one and say so in ``msg`` and ``warnings``.
+    """
     db, directory = _validate(db_path, backup_dir, check)
     when = parse_time(before) if before else None
-    candidates, strict = choose_backup(mf.list_backups(directory, verify=False), name, when)
+    entries = mf.list_backups(directory, verify=False)
+    candidates, strict = choose_backup(entries, name, when)
     with tempfile.TemporaryDirectory(prefix="voxeldb-restore-") as work:
         chosen, skipped = _first_verified(candidates, strict, check, work)
+        # A restore by name is what was asked for: newer backups are not its business.
+        failed = (
+            []
+            if strict
+            else sorted(
+                skipped + _unreadable_newer(entries, chosen, when),
+                key=lambda f: f["created_at"],
+                reverse=True,
+            )
+        )
+        if failed and not allow_older:
+            raise OlderBackupRefused(
+                f"refusing to restore an older backup: {len(failed)} newer backup(s) failed "
+                f"verification: {_failures(failed)}. The newest backup that verifies is "
+                f"{chosen.name} (taken {chosen.data['created_at']}). Nothing was changed; "
+                "restore it anyway with --allow-older (module option allow_older: true) or "
+                "choose a backup by name",
+                failed_backups=failed,
+                verified_backup=chosen.summary(),
+            )
         result: dict[str, Any] = {
             "changed": False,
             "db": str(db),
             "backup": chosen.summary(),
-            "skipped_backups": skipped,
+            "skipped_backups": failed,
             "set_aside": [],
         }
+        if failed:
+            result["warnings"] = [
+                f"newer backup {f['name']} failed verification and was skipped: {f['problem']}"
+                for f in failed
+            ]
         try:
             current = image_sha256(db, work) if db.exists() else None
         except sqlite3.DatabaseError:
             current = None  # a damaged database is never "already restored"
         if current == chosen.data["db_sha256"]:
             result["msg"] = f"{db} already holds the content of backup {chosen.name}"
-            return result
+            return _say_older(result, failed)
 
     stamp = utc_now().strftime("%Y%m%dT%H%M%S%fZ")
     result["changed"] = True
@@ -190,13 +258,24 @@ def restore_backup(
             {"from": str(src), "to": str(dst)} for src, dst in _aside_plan(db, stamp)
         ]
         result["msg"] = f"would restore backup {chosen.name} over {db}"
-        return result
+        return _say_older(result, failed)
 
     with dir_lock(db.parent):
         result["removed_temps"] = remove_stale_temps(db.parent)
-        present = _swap_in(chosen, db, stamp)
+        with reported(BackupError, db=db, doing=f"restoring backup {chosen.name} over {db}"):
+            present = _swap_in(chosen, db, stamp)
     result["set_aside"] = [{"from": str(src), "to": str(dst)} for src, dst in present]
     result["msg"] = f"restored backup {chosen.name} over {db}"
+    return _say_older(result, failed)
+
+
+def _say_older(result: dict[str, Any], failed: list[dict[str, str]]) -> dict[str, Any]:
+    """Append to ``msg`` that an older backup was used because newer ones failed."""
+    if failed:
+        result["msg"] += (
+            f" - an OLDER backup: {len(failed)} newer backup(s) failed verification: "
+            f"{_failures(failed)}"
+        )
     return result
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from ansible_collections.mmo_voxel.ops.plugins.module_utils import sops_keys as 
 ALICE = "age1kzlnz20m5mujr988qaut8xp3y49ewd7zu25fp79cw0pefpjqtpyqv4t2u4"
 BOB = "age14eug59e864ng4v23zpgep5tzgnz2zskh964n4vqgnqamephlrchsc3ey6x"
 CAROL = "age1k4yw7t6evcdslrzhjaepgdparnyrr8h5xe2vzakv78h0sx3gz5cq3vhnx6"
+AGE_KEYGEN = shutil.which("age-keygen") or "/usr/bin/age-keygen"
 
 
 def _flip_last(key: str) -> str:
@@ -408,3 +411,154 @@ def test_sops_errors_are_readable(code, fragment):
     assert "a.sops.yml" in str(err)
     assert "[CMD]" not in str(err)
     assert "Failed to get key" in str(err)
+
+
+# --- age identities -> public keys (item 10) -----------------------------------------------------
+
+
+def test_identity_gives_the_public_key_age_keygen_gives(tmp_path):
+    keyfile = tmp_path / "key.txt"
+    subprocess.run([AGE_KEYGEN, "-o", str(keyfile)], check=True, capture_output=True)
+    public = subprocess.run(
+        [AGE_KEYGEN, "-y", str(keyfile)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    text = keyfile.read_text()
+    assert sk.recipients_of_identities(text) == [public]
+    assert sk.recipients_of_identities(text.lower()) == [public]  # bech32 is case-insensitive
+    assert sk.recipients_of_identities(f"a\n  {text}\n{text}") == [public]  # once only
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        ALICE,  # a public key is no identity
+        "AGE-SECRET-" + "KEY-1QQQ",  # too short
+        # 58 bech32 characters with a broken checksum
+        "AGE-SECRET-" + "KEY-1" + "Q" * 58,
+    ],
+)
+def test_no_identity_no_public_key(text):
+    assert sk.recipients_of_identities(text) == []
+
+
+def test_exposed_recipient_error():
+    config_rules = [
+        sk.CreationRule(0, "^inventories/local/", [ALICE]),
+        sk.CreationRule(1, "^p/", []),
+    ]
+    local, prod = config_rules
+    exposed = {BOB: ["inventories/local/demo-age-key.txt"], CAROL: ["docs/x.txt"]}
+    assert sk.exposed_recipient_error(ALICE, config_rules, exposed, [BOB], [local]) is None
+    assert sk.exposed_recipient_error(BOB, [local], exposed, [BOB], [local]) is None
+    error = sk.exposed_recipient_error(BOB, config_rules, exposed, [BOB], [local])
+    assert error is not None
+    assert "demo key may only be a recipient of the demo rules" in error
+    assert prod.label in error
+    assert local.label not in error
+    error = sk.exposed_recipient_error(CAROL, [local], exposed, [BOB], [local])
+    assert error is not None
+    assert "docs/x.txt" in error
+
+
+# --- the guard's rule-based checks (item 9) ------------------------------------------------------
+
+
+def test_rule_settings_and_sops_defaults(tmp_path):
+    (tmp_path / ".sops.yaml").write_text(
+        "creation_rules:\n"
+        f"  - path_regex: ^a/\n    age: {ALICE}\n"
+        f"  - path_regex: ^b/\n    encrypted_regex: ^secret_\n    age: {ALICE}\n"
+        f"  - path_regex: ^c/\n    mac_only_encrypted: true\n    age: {ALICE}\n"
+    )
+    a, b, c = sk.SopsConfig.load(tmp_path / ".sops.yaml").rules
+    assert a.settings == {}
+    assert a.file_settings == {"unencrypted_suffix": "_unencrypted"}
+    assert b.file_settings == {"encrypted_regex": "^secret_"}
+    assert c.file_settings == {"unencrypted_suffix": "_unencrypted", "mac_only_encrypted": "true"}
+
+
+def test_a_rule_without_settings_allows_nothing_in_clear(tmp_path):
+    path = tmp_path / "a.sops.yml"
+    path.write_text(ENCRYPTED_YAML)
+    meta = sk.parse_sops_file(path)
+    assert sk.plaintext_leaves(meta) == []  # the file's own settings allow the suffix
+    assert sk.plaintext_leaves(meta, {}) == ["group.port_unencrypted"]  # a rule that sets none
+    assert sk.plaintext_leaves(meta, {"unencrypted_suffix": "_unencrypted"}) == []
+
+
+def test_a_value_that_only_looks_encrypted_counts_as_clear(tmp_path):
+    path = tmp_path / "a.sops.yml"
+    path.write_text("secret_b: ENC[hunter2]\n" + ENCRYPTED_YAML)
+    assert sk.plaintext_leaves(sk.parse_sops_file(path), {}) == [
+        "secret_b",
+        "group.port_unencrypted",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "settings", "clear"),
+    [
+        ("yaml", "a: 1\n#ENC[AES256_GCM,data:AA==,iv:BB==,tag:CC==,type:comment]\n", {}, 0),
+        ("yaml", "# hello\na: 1  # trailing\nb:\n  # nested\n  c: 2\n# end\n", {}, 4),
+        ("yaml", 'a: "# not a comment"\n', {}, 0),
+        ("yaml", "# keep: me\na: 1\n", {"unencrypted_comment_regex": "^keep:"}, 0),
+        ("yaml", "# other\na: 1\n", {"encrypted_comment_regex": "^secret"}, 0),
+        ("yaml", "a: 1\na: 2\n", {}, None),  # duplicate keys: not a sops file
+        ("dotenv", "# hello\nA=1\n", {}, 1),
+        ("ini", "[s]\n; hello\na = 1\n", {}, 1),
+        ("json", '{"a": "# no comments in JSON"}', {}, 0),
+    ],
+)
+def test_clear_comments(fmt, text, settings, clear):
+    assert sk.clear_comments(text, fmt, settings) == clear
+
+
+def test_duplicate_keys_are_recorded(tmp_path):
+    path = tmp_path / "a.sops.yml"
+    path.write_text("secret_a: clear\n" + ENCRYPTED_YAML)  # the later ENC copy would hide it
+    assert sk.parse_sops_file(path).duplicate_keys == ["secret_a"]
+
+
+@pytest.mark.parametrize(
+    ("rel", "secret"),
+    [
+        ("operations/secrets/local/key.pem", True),
+        ("operations/secrets/production/anything.txt", True),
+        ("inventories/x/group_vars/all/a.sops.yml", True),
+        ("elsewhere/b.sops", True),
+        ("docs/secrets.md", False),
+        (".sops-rotation.yml", False),
+        ("operations/secrets/local/.gitkeep", False),
+        (f"operations/secrets/local/.k.pem{sk.TEMP_MARKER}ab.pem", False),
+    ],
+)
+def test_is_secret_path(rel, secret):
+    assert sk.is_secret_path(rel) is secret
+
+
+# --- leftovers of killed runs (item 12) ----------------------------------------------------------
+
+
+def test_stale_scratch_dirs_are_those_of_dead_processes(tmp_path):
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    gone = tmp_path / f"{sk.SCRATCH_PREFIX}{proc.pid}-abc"
+    mine = tmp_path / f"{sk.SCRATCH_PREFIX}{os.getpid()}-abc"
+    other = tmp_path / "tmp1234"
+    for path in (gone, mine, other):
+        path.mkdir()
+    assert sk.stale_scratch_dirs(tmp_path) == [gone]
+
+
+def test_stale_temp_files_under_the_whole_root(tmp_path):
+    rels = [
+        f"a/b/.x.sops.yml{sk.TEMP_MARKER}00.yml",
+        f"c/.updatekeys{sk.TEMP_MARKER}11.yaml",
+        f"..sops.yaml{sk.TEMP_MARKER}22.yaml",
+    ]
+    for rel in [*rels, "a/b/x.sops.yml", f".git/.y{sk.TEMP_MARKER}33.yml"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    found = [p.relative_to(tmp_path).as_posix() for p in sk.stale_temp_files_under(tmp_path)]
+    assert sorted(found) == sorted(rels)

@@ -20,6 +20,7 @@ from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.cli import m
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.errors import (
     BackupError,
     InputError,
+    OlderBackupRefused,
 )
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.health import check_health
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.restore import restore_backup
@@ -237,15 +238,19 @@ def test_restore_refuses_corrupt_chosen_backup_and_changes_nothing(tmp_path, wor
     assert sorted(os.listdir(world.parent)) == files
 
 
-def test_restore_skips_a_corrupt_newest_backup(tmp_path, world):
+def test_restore_skips_a_corrupt_newest_backup_only_when_allowed(tmp_path, world):
     backups = tmp_path / "backups"
     good = create_backup(world, backups)["backup"]["name"]
     touch_db(world)
     bad = create_backup(world, backups)["backup"]["name"]
     (backups / f"{bad}.db").write_bytes(b"x" * 10)
-    result = restore_backup(world, backups, check_mode=True)
+    with pytest.raises(OlderBackupRefused, match=f"failed verification: {bad} ") as info:
+        restore_backup(world, backups, check_mode=True)
+    assert info.value.details["verified_backup"]["name"] == good
+    result = restore_backup(world, backups, check_mode=True, allow_older=True)
     assert result["backup"]["name"] == good
     assert [s["name"] for s in result["skipped_backups"]] == [bad]
+    assert bad in result["warnings"][0]
 
 
 def test_health_of_a_good_database(world):
@@ -406,4 +411,6 @@ def test_malformed_database_is_a_readable_cli_error(tmp_path, world, capsys):
     world.write_bytes(bytes(raw))
     code = main(["repair-chunks", "--db", str(world), "--backup-dir", str(tmp_path / "b")])
     assert code == 1
-    assert "SQLite error" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"database {world} is damaged" in err
+    assert "run the health check" in err

@@ -6,9 +6,9 @@ import hashlib
 from pathlib import Path
 
 import sqlite_worlds
-from sqlite_worlds import MIGRATIONS, REPO, dump
+from sqlite_worlds import MIGRATIONS, REPO, dump, make_region_world, region_payload
 
-__all__ = ["MIGRATIONS", "REPO", "dump", "make_world"]
+__all__ = ["MIGRATIONS", "REPO", "dump", "make_region_world", "make_world", "region_payload"]
 
 
 def make_world(path: Path, chunks: int = 20, seed: int = 0) -> Path:

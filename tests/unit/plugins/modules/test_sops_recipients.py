@@ -82,8 +82,8 @@ def test_onboarding_applies_and_is_idempotent(tree, capsys):
     first = run_module(args, capsys)
     assert first["changed"] is True
     for rel in tree.plaintext:
-        got = sf.decrypt(tree.root / rel, carol, tree.env)
-        assert sf.plaintext_equal(rel, got, tree) is rel.startswith("inventories/local/")
+        readable = sf.reads_back(tree, rel, carol)
+        assert readable is rel.startswith("inventories/local/"), rel
     assert "# Test rules. This comment must survive" in (tree.root / ".sops.yaml").read_text()
     second = run_module(args, capsys)
     assert second["changed"] is False
@@ -204,5 +204,158 @@ def test_documentation_matches_the_argument_spec():
             "files",
             "secret_names",
             "stale_temp_files_removed",
+            "stale_scratch_removed",
+            "remaining_access",
         ]
     )
+
+
+# --- item 7: an offboarding interrupted after .sops.yaml was written is finished by a re-run ------
+
+
+def _interrupt_offboarding(tree: sf.SecretTree, key: str) -> None:
+    """The state a kill right after writing .sops.yaml leaves: the key is gone from the rules only.
+    (tests/fault/test_secrets_rotation_kill.py makes it with a real kill.)"""
+    config = sk.SopsConfig.load(tree.root / ".sops.yaml")
+    config.remove_recipient(key)
+    (tree.root / ".sops.yaml").write_text(config.dump())
+
+
+def test_offboarding_again_finishes_an_interrupted_offboarding(tree, capsys):
+    bob = tree.keys["bob"]
+    _interrupt_offboarding(tree, bob.public)
+    assert all(sf.can_decrypt(tree.root / rel, bob, tree.env) for rel in tree.plaintext)
+    result = run_module(
+        {
+            "root": str(tree.root),
+            "remove_recipients": [bob.public],
+            "rotate": "always",
+            "age_keyfile": str(tree.keys["alice"].keyfile),
+        },
+        capsys,
+    )
+    assert result.get("failed") is not True, result.get("msg")
+    assert result["recipients_removed"] == []  # .sops.yaml had it no more
+    assert sorted(f["path"] for f in result["files"] if f["removed"] == [bob.public]) == sorted(
+        tree.plaintext
+    )
+    assert result["remaining_access"] == {bob.public: []}
+    for rel in tree.plaintext:
+        assert not sf.can_decrypt(tree.root / rel, bob, tree.env), rel
+        assert sf.reads_back(tree, rel, tree.keys["alice"]), rel
+    # Once no file lists it either, the key is a typo again.
+    again = run_module({"root": str(tree.root), "remove_recipients": [bob.public]}, capsys)
+    assert again["failed"] is True
+    assert "no file is encrypted to it" in again["msg"]
+
+
+def test_onboarding_rotates_a_file_that_loses_a_recipient(tree, capsys):
+    """Onboarding keeps data keys, except where an interrupted offboarding left a recipient."""
+    bob, carol = tree.keys["bob"], sf.new_key(tree.root.parent / "keys", "carol")
+    _interrupt_offboarding(tree, bob.public)
+    result = run_module(
+        {
+            "root": str(tree.root),
+            "add_recipients": [carol.public],
+            "rotate": "expired",
+            "max_age_days": 0,
+            "age_keyfile": str(tree.keys["alice"].keyfile),
+        },
+        capsys,
+    )
+    assert result.get("failed") is not True, result.get("msg")
+    assert all(f["rotated"] and f["removed"] == [bob.public] for f in result["files"])
+    for rel in tree.plaintext:
+        assert not sf.can_decrypt(tree.root / rel, bob, tree.env), rel
+        assert sf.reads_back(tree, rel, carol), rel
+
+
+# --- item 8: which files a removed recipient can still open ------------------------------------
+
+
+def test_remaining_access_names_the_files_outside_paths(tree, capsys):
+    bob = tree.keys["bob"]
+    args = {
+        "root": str(tree.root),
+        "remove_recipients": [bob.public],
+        "paths": ["inventories/local"],
+        "rotate": "always",
+        "age_keyfile": str(tree.keys["alice"].keyfile),
+    }
+    outside = sorted(rel for rel in tree.plaintext if not rel.startswith("inventories/local/"))
+    check = run_module(args, capsys, check_mode=True)
+    assert check["remaining_access"] == {bob.public: outside}
+    result = run_module(args, capsys)
+    assert result["remaining_access"] == {bob.public: outside}
+    for rel in tree.plaintext:
+        readable = sf.can_decrypt(tree.root / rel, bob, tree.env)
+        assert readable is (rel in outside), rel
+
+
+# --- item 10: recipients whose private key is in the repository ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("who", "rules", "refused"),
+    [
+        ("demo", ["inventories/staging"], True),  # the demo key outside the local rules
+        ("demo", [], True),  # no rules: all rules, production and staging included
+        ("demo", ["inventories/local/", "operations/secrets/local/"], False),
+        ("other", ["inventories/local/"], True),  # any other committed key: nowhere
+        ("other", [], True),
+    ],
+)
+def test_recipient_whose_private_key_is_in_the_repository_is_refused(
+    tree, capsys, who, rules, refused
+):
+    keydir = tree.root.parent / "keys"
+    demo, other = sf.new_key(keydir, "demo"), sf.new_key(keydir, "other")
+    # The test's own "demo" identity at the demo key's place, and another key committed elsewhere.
+    (tree.root / "inventories/local/demo-age-key.txt").write_bytes(demo.keyfile.read_bytes())
+    (tree.root / "docs").mkdir()
+    (tree.root / "docs/example.txt").write_text("see:\n" + other.keyfile.read_text())
+    sf.git_track(tree.root, tree.env)
+    key = demo if who == "demo" else other
+    before = sf.tree_state(tree.root)
+    result = run_module(
+        {
+            "root": str(tree.root),
+            "add_recipients": [key.public],
+            "rules": rules,
+            "rotate": "never",
+            "age_keyfile": str(tree.keys["alice"].keyfile),
+        },
+        capsys,
+    )
+    if refused:
+        assert result.get("failed") is True
+        assert f"{key.public}: its private key is in the repository" in result["msg"]
+        assert sf.tree_state(tree.root) == before
+    else:
+        assert result.get("failed") is not True, result.get("msg")
+        assert result["changed"] is True
+    assert "AGE-SECRET-" + "KEY-1" not in json.dumps(result).upper()
+
+
+# --- item 12: leftovers of killed runs, whatever the paths of the next run ----------------------
+
+
+def test_temp_copies_anywhere_under_the_root_are_removed(tree, capsys):
+    stale = [
+        tree.root / f"inventories/local/group_vars/all/.secrets.sops.yml{sk.TEMP_MARKER}dead.yml",
+        tree.root / f"inventories/staging/group_vars/all/.updatekeys{sk.TEMP_MARKER}beef.yaml",
+    ]
+    for path in stale:
+        path.write_text("ciphertext of an older run")
+    result = run_module(
+        {
+            "root": str(tree.root),
+            "paths": ["operations/secrets/local"],
+            "age_keyfile": str(tree.keys["alice"].keyfile),
+        },
+        capsys,
+    )
+    assert sorted(result["stale_temp_files_removed"]) == sorted(
+        path.relative_to(tree.root).as_posix() for path in stale
+    )
+    assert not any(path.exists() for path in stale)

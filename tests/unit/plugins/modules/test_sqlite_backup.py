@@ -44,3 +44,24 @@ def test_backup_rejects_unknown_method(tmp_path, world, capsys):
     )
     assert result["failed"] is True
     assert "method" in result["msg"]
+
+
+def test_backup_refuses_a_database_without_tables_unless_allow_empty(tmp_path, capsys):
+    db = tmp_path / "world.db"
+    db.write_bytes(b"")
+    args = {"db_path": str(db), "backup_dir": str(tmp_path / "b")}
+    refused = run_module(sqlite_backup, capsys, args)
+    assert refused["failed"] is True
+    assert f"database {db} holds no tables" in refused["msg"]
+    assert not (tmp_path / "b").exists()
+    done = run_module(sqlite_backup, capsys, dict(args, allow_empty=True))
+    assert done["changed"] is True
+
+
+def test_backup_refuses_a_database_without_the_expected_tables(tmp_path, world, capsys):
+    args = {"db_path": str(world), "backup_dir": str(tmp_path / "b")}
+    refused = run_module(sqlite_backup, capsys, dict(args, expected_tables=["region", "chunk"]))
+    assert refused["failed"] is True
+    assert "holds none of the expected tables (region, chunk)" in refused["msg"]
+    done = run_module(sqlite_backup, capsys, dict(args, expected_tables=["chunks", "guilds"]))
+    assert done["changed"] is True

@@ -44,3 +44,15 @@ def test_chunk_repair_without_damage_changes_nothing(tmp_path, world, capsys):
     )
     assert (result["changed"], result["damaged"], "diff" in result) == (False, [], False)
     assert not (tmp_path / "none-yet").exists()
+
+
+def test_chunk_repair_refuses_a_key_that_is_not_unique(tmp_path, world, capsys):
+    result = run_module(
+        sqlite_chunk_repair,
+        capsys,
+        {"db_path": str(world), "backup_dir": str(tmp_path / "b"), "key_columns": ["cx", "cy"]},
+    )
+    assert result["failed"] is True
+    assert "key columns cx, cy of table 'chunks' are not covered" in result["msg"]
+    assert "primary key: cx, cy, cz" in result["msg"]
+    assert result["unique_keys"] == [{"what": "primary key", "columns": ["cx", "cy", "cz"]}]

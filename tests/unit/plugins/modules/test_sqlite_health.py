@@ -30,3 +30,20 @@ def test_health_in_check_mode_reports_the_same(world, capsys):
     )
     assert normal["healthy"] is checked["healthy"] is True
     assert normal["checks"] == checked["checks"]
+
+
+def test_health_of_an_empty_file_names_the_file(tmp_path, capsys):
+    db = tmp_path / "world.db"
+    db.write_bytes(b"")
+    failed = run_module(sqlite_health, capsys, {"db_path": str(db)})
+    assert failed["failed"] is True
+    assert failed["failing"] == ["tables"]
+    assert f"database {db} holds no tables" in failed["msg"]
+
+
+def test_health_expected_tables(world, capsys):
+    args = {"db_path": str(world), "expected_tables": ["chunks", "players"]}
+    assert run_module(sqlite_health, capsys, args)["healthy"] is True
+    failed = run_module(sqlite_health, capsys, dict(args, expected_tables=["chunks", "guilds"]))
+    assert failed["failing"] == ["tables"]
+    assert "lacks the expected table(s) guilds" in failed["msg"]

@@ -1,0 +1,17 @@
+"""Tools from Debian packages that the suite needs: present, or the test fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def require_tools(package: str, *tools: str | None) -> None:
+    """Fail (never skip) when a tool the setup installs is missing: that is a missing install step.
+
+    scripts/install-system-packages installs every Debian package the suite needs; a test that
+    skipped for a missing one would hide exactly the fault a fresh machine shows.
+    """
+    if any(tool is None or not Path(tool).exists() for tool in tools):
+        pytest.fail(f"Debian package {package} is missing: run scripts/install-system-packages")
