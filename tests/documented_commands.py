@@ -272,7 +272,11 @@ def runnable() -> dict[str, str]:
     return out
 
 
-SUITE_ONLY = frozenset({"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "ANSIBLE_CONFIG"})
+# IMAGES_ARGS: make exports its command-line variables to recipes, so `make test
+# IMAGES_ARGS=--rebuild` (CI) would rebuild the images under every make a test runs.
+SUITE_ONLY = frozenset(
+    {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "ANSIBLE_CONFIG", "IMAGES_ARGS"}
+)
 
 
 def command_env(env: dict[str, str] | None = None) -> dict[str, str]:

@@ -11,10 +11,16 @@ import hashlib
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
 import pytest
+
+# The repository's tests/ (documented_commands: the commands roles/db_schedule/README.md shows,
+# run here as written through run_documented_on).
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+from documented_commands import run_documented_on
 
 DB = "/srv/mmo-voxel/data/world.db"
 BACKUPS = "/srv/mmo-voxel/backups"
@@ -106,6 +112,9 @@ def test_backup_timer_fires_at_00_and_12_as_systemd_computes_it(host):
     timer = host.service("mmo-voxel-backup.timer")
     assert timer.is_enabled
     assert timer.is_running
+    listing = run_documented_on(host, "systemctl list-timers 'mmo-voxel-*'")
+    assert listing.rc == 0, listing.stderr
+    assert "mmo-voxel-backup.timer" in listing.stdout
     assert show(host, "mmo-voxel-backup.timer", "Persistent") == "yes"
     # systemd's own view: one entry per OnCalendar= with the next elapse it computed.
     calendars = show(host, "mmo-voxel-backup.timer", "TimersCalendar")
@@ -164,7 +173,8 @@ def test_backup_service_makes_a_verified_backup_with_manifest(host):
         f"python3 -c \"import sqlite3; c = sqlite3.connect('{DB}'); "  # noqa: S608
         "c.execute('UPDATE chunks SET updated_at = datetime()'); c.commit()\""
     )
-    host.check_output("systemctl start mmo-voxel-backup.service")
+    started = run_documented_on(host, "systemctl start mmo-voxel-backup.service")
+    assert started.rc == 0, started.stderr
     new = sorted(set(manifests(host)) - set(before))
     assert len(new) == 1, (before, manifests(host))
     manifest = json.loads(host.file(f"{BACKUPS}/{new[0]}").content_string)
@@ -188,6 +198,15 @@ def test_health_check_service_records_ok(host):
     host.check_output("systemctl start mmo-voxel-db-check.service")
     assert status(host)["check"]["result"] == "ok"
     assert status(host)["check"]["detail"].startswith("healthy")
+    shown = run_documented_on(host, "cat /var/lib/mmo_voxel/db_ops/status.json")
+    assert json.loads(shown.stdout)["check"]["result"] == "ok"
+    by_hand = run_documented_on(
+        host,
+        "/opt/mmo-voxel/voxeldb/bin/voxeldb check --db /srv/mmo-voxel/data/world.db"
+        " --integrity full --json",
+    )
+    assert by_hand.rc == 0, by_hand.stdout + by_hand.stderr
+    assert json.loads(by_hand.stdout)["healthy"] is True
 
 
 def test_failed_backup_alerts_the_receiver_and_the_status_file(host, receiver):
@@ -216,6 +235,13 @@ def test_failed_backup_alerts_the_receiver_and_the_status_file(host, receiver):
 
 
 def test_drill_passes_then_finds_a_corrupted_backup(host, receiver):
+    # By hand first, as the README shows it (this scenario's backups are in BACKUPS).
+    by_hand = run_documented_on(
+        host,
+        "/opt/mmo-voxel/voxeldb/bin/voxeldb drill --backup-dir /srv/mmo-voxel/backups"
+        " --scratch-dir /var/lib/mmo_voxel/db_ops/drill --json",
+    )
+    assert by_hand.rc == 0, by_hand.stdout + by_hand.stderr
     host.check_output("systemctl start mmo-voxel-db-drill.service")
     entry = status(host)["drill"]
     assert entry["result"] == "ok", entry
