@@ -68,7 +68,7 @@ integration: $(STAMP)
 REPORTS := .cache/test-reports
 # pytest-xdist workers: test files and Molecule scenarios run side by side (tests/conftest.py
 # keeps each file's tests on one worker). Most of a scenario's time is spent waiting on its
-# instances, so three workers keep two cores busy (bench/README.md, "CI").
+# instances, so three workers keep two cores busy.
 PYTEST_WORKERS ?= 3
 # Each phase says how long it took (scripts/timed), so every CI log carries its own breakdown.
 test: system-packages

@@ -94,13 +94,8 @@ def write_temp_bytes(
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o640) -> None:
     """Write ``data`` to ``path`` via a temporary file, fsync and rename (never half written)."""
     target = Path(path)
-    tmp = temp_path(target.parent, target.name)
+    tmp = write_temp_bytes(target.parent, target.name, data, mode)
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
