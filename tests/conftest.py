@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from documented_commands import MAKE_ONLY
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
@@ -28,13 +29,9 @@ def repo() -> Path:
 @pytest.fixture(scope="session")
 def ansible_env() -> dict[str, str]:
     """Environment for running ansible-* commands from this checkout in a subprocess."""
-    # Not what the suite's own make passes down: MAKEFLAGS would carry `make test`'s
-    # command-line variables (IMAGES_ARGS=--rebuild in CI) into any make a test runs.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
-    }
+    # Not what the suite's own make passes down (documented_commands.MAKE_ONLY): `make test`'s
+    # command-line variables (IMAGES_ARGS=--rebuild in CI) would reach any make a test runs.
+    env = {k: v for k, v in os.environ.items() if k not in MAKE_ONLY}
     env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["SOPS_DISABLE_VERSION_CHECK"] = "1"
@@ -55,7 +52,11 @@ def ansible_env() -> dict[str, str]:
 # share module fixtures (a registry, a deployed server, a converged fleet) and stay together on
 # one worker; each Molecule scenario is its own group. The longest groups go first, so the
 # drift scenario does not start last and hold the run open alone.
-LONGEST_FIRST = ("tests/molecule/", "tests/integration/test_deploy_e2e.py")
+LONGEST_FIRST = (
+    "tests/molecule/",
+    "tests/fleet/",
+    "tests/integration/test_deploy_e2e.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

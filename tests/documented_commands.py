@@ -272,11 +272,12 @@ def runnable() -> dict[str, str]:
     return out
 
 
-# IMAGES_ARGS: make exports its command-line variables to recipes, so `make test
-# IMAGES_ARGS=--rebuild` (CI) would rebuild the images under every make a test runs.
-SUITE_ONLY = frozenset(
-    {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "ANSIBLE_CONFIG", "IMAGES_ARGS"}
-)
+# What the suite's own make hands down. make exports its command-line variables to the
+# environment of its recipes (not only through MAKEFLAGS), so `make test IMAGES_ARGS=--rebuild`
+# (CI) would rebuild the images, removing them from under running scenarios, in every make a
+# test runs: seen in CI, where `make molecule SCENARIO=base` removed the images mid-run.
+MAKE_ONLY = frozenset({"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "IMAGES_ARGS"})
+SUITE_ONLY = MAKE_ONLY | {"ANSIBLE_CONFIG"}
 
 
 def command_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -293,7 +294,8 @@ def command_env(env: dict[str, str] | None = None) -> dict[str, str]:
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker and "ANSIBLE_CACHE_PLUGIN_CONNECTION" not in out:
         out["ANSIBLE_CACHE_PLUGIN_CONNECTION"] = str(REPO / ".cache" / f"facts-{worker}")
-    out.update(env or {})
+    # A test's own env (often tests/conftest.py's ansible_env) never brings make's back.
+    out.update({k: v for k, v in (env or {}).items() if k not in MAKE_ONLY})
     return out
 
 

@@ -11,8 +11,8 @@ short_description: Find the folders above a path that a user cannot pass through
 version_added: "0.2.0"
 description:
   - Walks from C(/) down to O(path) and judges each existing folder on its own (owner, mode
-    and POSIX ACL, as C(acl(5)) says) for O(uid)/O(gid) with no supplementary groups: may that
-    user pass it (search, C(x))? Then asks the kernel itself, from a child process that has
+    and POSIX ACL, as C(acl(5)) says) for O(uid)/O(gid) with no supplementary groups (may that
+    user pass it, i.e. search it, C(x)?). Then asks the kernel itself, from a child process that has
     switched to that user, whether the deepest existing folder can be reached; the module
     fails when the two disagree rather than guess.
   - The user need not exist yet (a fresh host in a preflight): only the numbers are used.
@@ -65,11 +65,14 @@ blocking:
   type: list
   elements: dict
   contains:
-    path: {description: The folder., type: str}
+    path:
+      description: The folder.
+      type: str
     mode: {description: Its permission bits in octal., type: str}
     owner: {description: Its owner's uid., type: int}
     group: {description: Its group's gid., type: int}
-  sample: [{path: /root, mode: "0700", owner: 0, group: 0}]
+  sample:
+    - {path: /root, mode: "0700", owner: 0, group: 0}
 reachable:
   description: True when no existing folder on the way blocks the user.
   returned: always

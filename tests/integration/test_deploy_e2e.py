@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 from documented_commands import run_documented
+from reference_release import MIGRATION_2, MIGRATION_3, REFERENCE, release_args
 
 REPO = Path(__file__).resolve().parents[2]
-REFERENCE = REPO / "roles" / "server_build" / "files" / "reference_server"
 BASE_IMAGE = "mmo-voxel/runtime-bookworm:latest"
 CONTAINER = "mmo-voxel-server-e2e"
 # A test value of the admin token, built so no secret scanner takes it for a real one.
@@ -211,34 +211,6 @@ def history(site: dict) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
-def release_sources(tmp: Path, version: int, extra: dict[str, str]) -> list[str]:
-    """-e arguments for a 'prebuilt' reference server with extra migrations."""
-    migrations = tmp / f"migrations-v{version}"
-    shutil.copytree(REFERENCE / "migrations", migrations, dirs_exist_ok=True)
-    for name, body in extra.items():
-        (migrations / name).write_text(body)
-    return [
-        "-e",
-        "server_build_source=prebuilt",
-        "-e",
-        f"server_build_artifact_src={REFERENCE / 'server.py'}",
-        "-e",
-        f"server_build_migrations_dir={migrations}",
-        "-e",
-        '{"server_build_command": ["python3", "/app/server.py"]}',
-    ]
-
-
-MIGRATION_2 = (
-    "-- migrate:up\nCREATE TABLE guilds (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);\n"
-    "-- migrate:down\nDROP TABLE guilds;\n"
-)
-MIGRATION_3 = (
-    "-- migrate:up\nALTER TABLE guilds ADD COLUMN motto TEXT;\n"
-    "-- migrate:down\nALTER TABLE guilds DROP COLUMN motto;\n"
-)
-
-
 def test_deploy_fail_rollback_and_noop(
     site: dict, ansible_env: dict, tmp_path: Path, discord: dict
 ) -> None:
@@ -251,7 +223,7 @@ def test_deploy_fail_rollback_and_noop(
     assert "Deployed 1.0.0 to localhost" in discord["received"][-1]["body"]["content"]
 
     # v2: a schema migration.
-    v2_args = release_sources(tmp_path, 2, {"0002_create_guilds.sql": MIGRATION_2})
+    v2_args = release_args(tmp_path / "migrations-v2", {"0002_create_guilds.sql": MIGRATION_2})
     v2 = run(site, "deploy.yml", ansible_env, "-e", "deploy_version=2.0.0", *v2_args)
     assert v2.returncode == 0, v2.stdout[-6000:]
     assert status(site)["version"] == "2.0.0"
@@ -259,8 +231,9 @@ def test_deploy_fail_rollback_and_noop(
     before_v3 = schema(site["db"])
 
     # v3: another migration, and a health check that never passes.
-    v3_args = release_sources(
-        tmp_path, 3, {"0002_create_guilds.sql": MIGRATION_2, "0003_add_motto.sql": MIGRATION_3}
+    v3_args = release_args(
+        tmp_path / "migrations-v3",
+        {"0002_create_guilds.sql": MIGRATION_2, "0003_add_motto.sql": MIGRATION_3},
     )
     v3 = run(
         site,

@@ -67,6 +67,9 @@ from documented_commands import REPO, run_documented
             "ansible-playbook -i inventories/production playbooks/chunk_repair.yml --check "
             "--syntax-check"
         ),
+        "ansible-playbook -i inventories/local playbooks/registry.yml --syntax-check",
+        "ansible-playbook -i inventories/staging playbooks/registry.yml --syntax-check",
+        "ansible-playbook -i inventories/production playbooks/registry.yml --syntax-check",
         "ansible-playbook -i inventories/production playbooks/chunk_repair.yml --syntax-check",
         (
             "ansible-playbook -i inventories/production playbooks/db_restore.yml --check --diff "

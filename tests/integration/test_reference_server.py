@@ -464,6 +464,24 @@ def test_fault_switch_keeps_healthz_failing_while_the_server_runs(
     assert server.terminate() == 0
 
 
+@pytest.mark.parametrize(("named", "healthy"), [("3.1.0", False), ("3.0.9", True)])
+def test_a_host_fault_file_fails_only_the_version_it_names(
+    start_server: Any, image_dir: Path, home: Path, named: str, healthy: bool
+) -> None:
+    apply_migrations(home / DB_RELATIVE, image_dir / "migrations")
+    (home / DB_RELATIVE).parent.joinpath(f"FAIL_HEALTHCHECK.{named}").touch()
+    server = start_server(MMO_VOXEL_VERSION="3.1.0")
+
+    status = server.wait_for(lambda s: s["world_loaded"] and s["ticks_total"] > 20)
+
+    code, body = server.get("/healthz")
+    assert (code == 200) is healthy
+    assert status["healthy"] is healthy
+    if not healthy:
+        assert f"FAIL_HEALTHCHECK.{named}" in body["reason"]
+    assert server.terminate() == 0
+
+
 # --------------------------------------------------------------------------------------------
 # The simulation itself (in-process): deterministic under a seed
 # --------------------------------------------------------------------------------------------

@@ -153,3 +153,15 @@ def test_the_base_image_holds_no_proc_sys_or_dev_content() -> None:
     assert "etc/debian_version" in names
     leaked = [n for n in names if n.startswith(("proc/", "sys/", "dev/"))]
     assert leaked == []
+
+
+def test_the_base_image_root_is_open_to_every_user() -> None:
+    # A 0700 "/" (mktemp -d's mode, archived) locks every user but root out of every container
+    # of the image under Podman or a nested Docker engine (tests/fleet).
+    mode = subprocess.run(
+        ["docker", "run", "--rm", "mmo-voxel/bookworm-base:latest", "stat", "-c", "%a", "/"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert mode == "755"

@@ -192,3 +192,13 @@ def test_collection_rule_on_examples():
         ["```yaml", "- hosts: all", "```", "   ```sh", "   make test", "   ```", "```", "x", "```"]
     )
     assert [lines for _, lines in dc.shell_blocks(text)] == [["make test"]]
+
+
+def test_make_test_variables_never_reach_a_documented_command(monkeypatch) -> None:
+    # make exports `make test IMAGES_ARGS=--rebuild` to pytest's environment; a documented
+    # `make molecule` run with it removed the images under the running scenarios.
+    monkeypatch.setenv("IMAGES_ARGS", "--rebuild")
+    monkeypatch.setenv("MAKEFLAGS", " -- IMAGES_ARGS=--rebuild")
+    env = dc.command_env({"IMAGES_ARGS": "--rebuild", "MAKELEVEL": "1", "KEPT": "yes"})
+    assert not dc.MAKE_ONLY & env.keys()
+    assert env["KEPT"] == "yes"

@@ -56,3 +56,22 @@ def test_podman_answers_and_the_deploy_user_has_subordinate_ids(host):
     assert host.file("/etc/subuid").contains("^deploy:100000:65536$")
     assert host.file("/etc/subgid").contains("^deploy:100000:65536$")
     assert host.run("docker --version").rc != 0  # only the engine asked for
+
+
+def test_podman_runs_with_the_declared_settings(host):
+    if "podman" not in hostname(host):
+        pytest.skip("a Docker instance")
+    # The drop-in and storage.conf the role wrote are what Podman runs with.
+    fields = "{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}} {{.Store.GraphDriverName}}"
+    reported = host.check_output(f"podman info --format '{fields}'")
+    assert reported.split() == ["runc", "cgroupfs", "vfs"]
+    dropin = host.file("/etc/containers/containers.conf.d/50-mmo-voxel.conf")
+    assert dropin.mode == 0o644
+    assert 'default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]' in dropin.content_string
+    # Podman has no daemon: the package's unit starts the containers of policy `always` at
+    # boot, and the role's drop-in keeps a package upgrade (a restart of it) from stopping them.
+    restart = host.service("podman-restart")
+    assert restart.is_enabled
+    assert host.check_output("systemctl show -p KillMode --value podman-restart") == "process"
+    assert host.check_output("systemctl show -p ExecStop --value podman-restart") == ""
+    assert host.run("podman-compose version").rc == 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
+from registry_pki import make_ca, make_server_certificate
 
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "scripts" / "leak-scan"
@@ -217,3 +218,35 @@ def test_bad_usage_exits_2(tmp_path: Path, secrets_file: Path) -> None:
     assert run("--secrets-file", secrets_file, tmp_path / "missing").returncode == 2
     assert run(tmp_path).returncode == 2  # no secret source at all
     assert run("--secrets-env", "LEAK_SCAN_UNSET_VARIABLE", tmp_path).returncode == 2
+
+
+def test_a_pem_key_of_a_sops_file_is_found_line_by_line(tmp_path: Path) -> None:
+    """secret_registry_tls_key is one multi-line value: Ansible's YAML output indents it, a log
+    may hold a part of it; each of its lines is looked for (the armor lines are no secret)."""
+    key = make_server_certificate(make_ca(), "10.0.0.5").key_pem
+    secret_file = tmp_path / "registries.sops.yml"
+    sops_encrypt(secret_file, "secret_registry_tls_key: " + json.dumps(key) + "\n")
+    body = [line for line in key.splitlines() if not line.startswith("-----")]
+    indented = "\n".join(f"        {line}" for line in key.splitlines())
+    leak = plant(tmp_path, f"    msg: |-\n{indented}")
+    result = run("--sops", secret_file, "--age-key-file", DEMO_KEY, tmp_path / "out")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{secret_file}:secret_registry_tls_key (raw, one line of it)" in result.stdout
+    assert f"{leak}:5: secret" in result.stdout  # the first body line, not the armor line
+    assert not any(line in result.stdout + result.stderr for line in body)
+
+
+def test_armor_lines_are_no_secret_in_any_source(tmp_path: Path) -> None:
+    """A whole PEM key in --secrets-file is fine: certificates and public keys in a log share its
+    armor lines, and only the key's own lines are looked for."""
+    key = make_server_certificate(make_ca(), "10.0.0.5").key_pem
+    secrets = tmp_path / "secrets.txt"
+    secrets.write_text(key, encoding="utf-8")
+    armor = "PRIVATE " + "KEY-----"  # in parts: scripts/detect-private-key reads this file
+    plant(tmp_path, f"-----BEGIN {armor}\n-----END {armor}")
+    assert run("--secrets-file", secrets, tmp_path / "out").returncode == 0
+    leak = tmp_path / "out" / "second.log"
+    leak.write_text("x\n" + key.splitlines()[2] + "\n", encoding="utf-8")
+    result = run("--secrets-file", secrets, tmp_path / "out")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{leak}:2: secret" in result.stdout

@@ -377,6 +377,11 @@ class GameServer:
             return "fault switch MMO_VOXEL_FAIL_HEALTHCHECK=1"
         if FAIL_HEALTHCHECK_FILE.exists():
             return f"fault switch file {FAIL_HEALTHCHECK_FILE}"
+        # One host's fault: a file beside that host's world naming this version (a fleet
+        # test makes one version fail on one host only; the image is the same everywhere).
+        host_switch = self.cfg.db_path.parent / f"FAIL_HEALTHCHECK.{self.cfg.version}"
+        if host_switch.exists():
+            return f"fault switch file {host_switch}"
         return None
 
     def tick_rate(self, now: float) -> float:

@@ -1,0 +1,178 @@
+"""A fleet on this machine: systemd test hosts reached over SSH, as the studio's hosts are.
+
+Each host is a container of the Molecule image (systemd as PID 1, sshd, the roles' packages)
+on a network of its own. Game server hosts get the options a nested container engine needs to
+run containers (machine notes: every capability but SYS_RESOURCE, no seccomp/AppArmor
+confinement, the host's cgroup tree read-write); other hosts get the plain systemd platform.
+The test makes an SSH key, puts it in root's authorized_keys (what a cloud image's first boot
+does) and starts sshd; from then on Ansible reaches the hosts over SSH only, with the addresses
+in a known_hosts file made by ssh-keyscan (no host key checking turned off).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from systemd_instance import COMMAND, IMAGE, docker_run_options
+
+# What a container engine inside a test host needs to run containers (machine notes): the
+# containers it runs use the host's network, so the engine makes no bridge and no iptables.
+NESTED_ENGINE_OPTIONS = [
+    "--cap-add=ALL",
+    "--cap-drop=SYS_RESOURCE",
+    "--security-opt=seccomp=unconfined",
+    "--security-opt=apparmor=unconfined",
+    "--security-opt=systempaths=unconfined",
+    "--cgroupns=host",
+    "-v=/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs=/run",
+    "--tmpfs=/run/lock",
+]
+
+
+def docker(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, **kwargs)
+
+
+@dataclass
+class Host:
+    name: str
+    container: str
+    address: str
+
+    def exec(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a command on the host outside of Ansible (to look, or to inject a fault)."""
+        return docker("exec", self.container, *argv, check=check)
+
+
+@dataclass
+class Fleet:
+    workdir: Path
+    network: str
+    hosts: dict[str, Host] = field(default_factory=dict)
+
+    @property
+    def key(self) -> Path:
+        return self.workdir / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.workdir / "known_hosts"
+
+    def ssh_env(self, user: str) -> dict[str, str]:
+        """What a person's shell gives Ansible: their key, their known_hosts, their login."""
+        return {
+            "ANSIBLE_PRIVATE_KEY_FILE": str(self.key),
+            "ANSIBLE_SSH_COMMON_ARGS": f"-o UserKnownHostsFile={self.known_hosts}",
+            "ANSIBLE_REMOTE_USER": user,
+        }
+
+    def ssh(self, name: str, command: str, user: str = "root") -> subprocess.CompletedProcess[str]:
+        host = self.hosts[name]
+        return subprocess.run(
+            [
+                "ssh",
+                "-i",
+                str(self.key),
+                "-o",
+                f"UserKnownHostsFile={self.known_hosts}",
+                "-o",
+                "BatchMode=yes",
+                f"{user}@{host.address}",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+
+    def stop(self) -> None:
+        for host in self.hosts.values():
+            docker("rm", "--force", "--volumes", host.container, check=False)
+        docker("network", "rm", self.network, check=False)
+
+
+def start_fleet(workdir: Path, nested: list[str], plain: list[str], prefix: str) -> Fleet:
+    """Start the hosts, give root the test's key, start sshd, learn the host keys."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    fleet = Fleet(workdir=workdir, network=f"{prefix}-net")
+    docker("network", "rm", fleet.network, check=False)
+    docker("network", "create", fleet.network)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fleet-test", "-f", str(fleet.key)],
+        check=True,
+    )
+    public_key = fleet.key.with_suffix(".pub").read_text()
+    for name in nested + plain:
+        container = f"{prefix}-{name}"
+        docker("rm", "--force", "--volumes", container, check=False)
+        options = NESTED_ENGINE_OPTIONS if name in nested else docker_run_options()
+        docker(
+            "run",
+            "--detach",
+            f"--name={container}",
+            f"--hostname={name}",
+            f"--network={fleet.network}",
+            *options,
+            IMAGE,
+            COMMAND,
+        )
+        address = docker(
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            container,
+        ).stdout.strip()
+        fleet.hosts[name] = Host(name=name, container=container, address=address)
+    for host in fleet.hosts.values():
+        _wait_for_systemd(host)
+        # The image keeps the services of the roles' packages disabled; sshd is what a new
+        # server has running, so it is started here, with the key root was given at creation.
+        docker(
+            "exec",
+            "-i",
+            host.container,
+            "sh",
+            "-c",
+            "install -d -m 0700 /root/.ssh && cat > /root/.ssh/authorized_keys"
+            " && chmod 0600 /root/.ssh/authorized_keys && systemctl enable --now ssh",
+            input=public_key,
+        )
+    fleet.known_hosts.write_text("".join(_scan(host) for host in fleet.hosts.values()))
+    for name in fleet.hosts:
+        probe = fleet.ssh(name, "true")
+        assert probe.returncode == 0, f"{name}: ssh does not answer: {probe.stderr}"
+    return fleet
+
+
+def _wait_for_systemd(host: Host, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = host.exec("systemctl", "is-system-running", check=False).stdout.strip()
+        # degraded: some unit of the image failed (no console, no kernel modules); sshd and the
+        # engines do not depend on them.
+        if state in ("running", "degraded"):
+            return
+        time.sleep(1)
+    raise AssertionError(f"{host.name}: systemd did not finish booting within {timeout} s")
+
+
+def _scan(host: Host) -> str:
+    for _ in range(30):
+        found = subprocess.run(
+            ["ssh-keyscan", "-T", "5", host.address], capture_output=True, text=True, check=False
+        ).stdout
+        if found.strip():
+            return found
+        time.sleep(1)
+    raise AssertionError(f"{host.name}: sshd at {host.address} gave no host key")
+
+
+def unique_prefix() -> str:
+    """Containers of two runs at once (two checkouts, a bench) never share a name."""
+    return f"mmo-fleet-{os.getpid()}"
