@@ -59,6 +59,9 @@ LONGEST_FIRST = (
 )
 
 
+# First: xdist reads the groups in its own modifyitems hook, which would otherwise run before
+# this one (a plugin registered after conftest is called first) and find no groups at all.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         path = Path(str(item.fspath)).relative_to(REPO).as_posix()

@@ -1,0 +1,28 @@
+"""`make test`'s workers keep each test file together (tests/conftest.py's xdist groups).
+
+The files of the deploy tests, the fleet and the registry share module fixtures (a registry, a
+deployed container, four hosts): split over workers, each worker builds its own and its
+teardown removes the others' (seen in CI with pytest 9, whose node ids pytest-xdist 3.8 can no
+longer tag with a group). This runs a real file with three workers and asks who ran what.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_tests_of_one_file_run_on_one_worker() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "3", "--dist", "loadgroup", "-v",
+         "-p", "no:cacheprovider", "tests/unit/test_requirements.py"],
+        cwd=REPO, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:]
+    workers = re.findall(r"^\[(gw\d+)\] .*PASSED", run.stdout, re.M)
+    assert len(workers) > 3
+    assert len(set(workers)) == 1, sorted(set(workers))
