@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from ansible_output import RECAP
 from fleet_inventory import NESTED_DOCKER_DAEMON, make_age_key, write_inventory
 from fleet_topology import Fleet, start_fleet, unique_prefix
 from reference_release import MIGRATION_2, release_args
@@ -49,9 +50,6 @@ ADMIN = "ops"
 # Test values, built so that no secret scanner takes them for real ones.
 REGISTRY_USER = "deployer"
 REGISTRY_PASSWORD = "fleet-" + "registry-pw-5e1c"
-RECAP = re.compile(
-    r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M
-)
 
 pytestmark = [
     pytest.mark.slow,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import stat
 import subprocess
@@ -25,15 +24,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from ansible_output import RECAP
 from documented_commands import run_documented, scratch_checkout
 
 REPO = Path(__file__).resolve().parents[2]
 # The embedded default's container and status port (roles/game_server/defaults/main.yml).
 CONTAINER = "mmo-voxel-server"
 STATUS = "http://127.0.0.1:8080/status"
-RECAP = re.compile(
-    r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M
-)
 
 pytestmark = [
     pytest.mark.slow,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import shutil
 import ssl
 import subprocess
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible_output import RECAP
 from registry_pki import (
     forget_on_this_machine,
     make_ca,
@@ -52,7 +52,6 @@ USER = "deployer"
 # this file's outputs for it.
 REGISTRY_PASSWORD = "it-" + "registry-pw-3f9b"
 WRONG_PASSWORD = "it-" + "wrong-pw-a8c1"
-RECAP = re.compile(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)\s", re.M)
 
 pytestmark = [
     pytest.mark.slow,
@@ -101,7 +100,7 @@ def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def recap(result: subprocess.CompletedProcess) -> dict[str, int]:
     """host -> changed, from the PLAY RECAP."""
-    return {m[1]: int(m[2]) for m in RECAP.finditer(result.stdout)}
+    return {m[1]: int(m[3]) for m in RECAP.finditer(result.stdout)}
 
 
 def start_host(name: str) -> str:
