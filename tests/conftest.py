@@ -50,13 +50,31 @@ def ansible_env() -> dict[str, str]:
 
 # Running side by side (`make test` runs pytest -n with --dist loadgroup): the tests of one file
 # share module fixtures (a registry, a deployed server, a converged fleet) and stay together on
-# one worker; each Molecule scenario is its own group. The longest groups go first, so the
-# drift scenario does not start last and hold the run open alone.
+# one worker; each Molecule scenario is its own group. The longest groups go first, longest
+# first, so none starts late and holds the run open alone (measured in CI, `make test`'s
+# slowest durations: the fleet ~24 min under load, the drift scenario ~13, the deploy e2e ~7,
+# the registry ~5, then the scenarios). pytest-xdist hands groups out in collection order only
+# with --no-loadscope-reorder (Makefile); its default sorts them by test count, which put the
+# one-test Molecule groups and the fleet last. Prefixes of node ids; the rest keep their order.
 LONGEST_FIRST = (
-    "tests/molecule/",
     "tests/fleet/",
+    "tests/molecule/test_scenarios.py::test_scenario[drift]",
     "tests/integration/test_deploy_e2e.py",
+    "tests/integration/test_registry.py",
+    "tests/molecule/test_scenarios.py::test_scenario[db_schedule]",
+    "tests/molecule/test_scenarios.py::test_scenario[hardening]",
+    "tests/molecule/test_scenarios.py::test_scenario[workstation]",
+    "tests/molecule/",
+    "tests/integration/test_workstation_check_and_mismatch.py",
+    "tests/integration/test_fresh_checkout.py",
+    "tests/integration/test_documented_tools.py",
 )
+
+
+def rank(nodeid: str) -> int:
+    """The place of a test's group in LONGEST_FIRST (after all of them when it is not there)."""
+    places = (i for i, prefix in enumerate(LONGEST_FIRST) if nodeid.startswith(prefix))
+    return next(places, len(LONGEST_FIRST))
 
 
 # First: xdist reads the groups in its own modifyitems hook, which would otherwise run before
@@ -68,13 +86,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = item.nodeid if path.startswith("tests/molecule/") else path
         item.add_marker(pytest.mark.xdist_group(group))
 
-    def rank(item: pytest.Item) -> int:
-        path = Path(str(item.fspath)).relative_to(REPO).as_posix()
-        return next(
-            (i for i, p in enumerate(LONGEST_FIRST) if path.startswith(p)), len(LONGEST_FIRST)
-        )
-
-    items.sort(key=rank)  # stable: the order within each rank stays the collection order
+    # Stable: within a rank the tests keep the collection order.
+    items.sort(key=lambda item: rank(item.nodeid))
 
 
 @pytest.fixture(scope="session")

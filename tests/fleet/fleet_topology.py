@@ -71,6 +71,13 @@ class Fleet:
             "ANSIBLE_REMOTE_USER": user,
         }
 
+    @property
+    def gateway(self) -> str:
+        """This machine's address on the fleet's network (where the hosts reach the controller)."""
+        return docker(
+            "network", "inspect", "--format", "{{(index .IPAM.Config 0).Gateway}}", self.network
+        ).stdout.strip()
+
     def ssh(self, name: str, command: str, user: str = "root") -> subprocess.CompletedProcess[str]:
         host = self.hosts[name]
         return subprocess.run(

@@ -16,40 +16,37 @@ One story, test by test (they share the fleet and run in order):
   4. 3.0.0 fails on game-3 (Podman) with deploy_rollback_completed: game-3 rolls back by itself,
      then game-1 and game-2, which it had reached, go back to what they ran;
   5. a wrong registry password stops the deploy in preflight, naming the registry and host;
-  6. neither the registry password nor its TLS key is in any output or log of these runs.
+  6. the compose project each host gets runs as documented: `docker compose` on game-1 (the
+     Compose release container_engine installs, from a local mirror), podman-compose on game-3;
+     playbooks/game_server_state.yml then puts the deployed servers back;
+  7. neither the registry password nor its TLS key is in any output or log of these runs.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import subprocess
-import tempfile
-from pathlib import Path
+import time
 
 import pytest
-from ansible_output import RECAP
-from fleet_inventory import NESTED_DOCKER_DAEMON, make_age_key, write_inventory
-from fleet_topology import Fleet, start_fleet, unique_prefix
-from reference_release import MIGRATION_2, release_args
-from registry_pki import (
-    forget_on_this_machine,
-    make_ca,
-    make_server_certificate,
-    secret_lines,
+from fleet_site import (
+    GAME_HOSTS,
+    REGISTRY_USER,
+    FleetUnavailable,
+    batches,
+    fail_on,
+    fleet_lines,
+    fleet_site,
+    history,
+    play,
+    recap,
+    release,
+    schema,
+    status,
 )
-
-REPO = Path(__file__).resolve().parents[2]
-BASE_IMAGE = "mmo-voxel/runtime-bookworm:latest"
-GAME_HOSTS = ["game-1", "game-2", "game-3"]
-REGISTRY_PORT = 5000
-STATUS_PORT = 8080
-ADMIN = "ops"
-# Test values, built so that no secret scanner takes them for real ones.
-REGISTRY_USER = "deployer"
-REGISTRY_PASSWORD = "fleet-" + "registry-pw-5e1c"
+from fleet_topology import unique_prefix
+from reference_release import MIGRATION_2
 
 pytestmark = [
     pytest.mark.slow,
@@ -59,181 +56,11 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def fleet(ansible_env: dict[str, str]):
-    found = subprocess.run(
-        ["docker", "image", "inspect", BASE_IMAGE], capture_output=True, check=False
-    )
-    if found.returncode:
-        pytest.fail(f"{BASE_IMAGE} is missing: run scripts/ensure-test-images")
-    # Not under pytest's tmp dir: the build context and logs are read by other users' processes.
-    workdir = Path(tempfile.mkdtemp(prefix="mmo-fleet-"))
-    fleet = start_fleet(workdir, nested=GAME_HOSTS, plain=["registry-1"], prefix=unique_prefix())
-    registry = f"{fleet.hosts['registry-1'].address}:{REGISTRY_PORT}"
     try:
-        yield build_site(fleet, registry, ansible_env)
-    finally:
-        fleet.stop()
-        # What registry_trust and the login wrote on this machine (the controller).
-        forget_on_this_machine(registry)
-        subprocess.run(["docker", "logout", registry], capture_output=True, check=False)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def build_site(fleet: Fleet, registry: str, ansible_env: dict[str, str]) -> dict:
-    workdir = fleet.workdir
-    sops_env = ansible_env | {"SOPS_DISABLE_VERSION_CHECK": "1"}
-    age_key, recipient = make_age_key(workdir)
-    ca = make_ca()
-    server = make_server_certificate(ca, fleet.hosts["registry-1"].address)
-    public_key = fleet.key.with_suffix(".pub").read_text().strip()
-    hosts = {name: {"ansible_host": host.address} for name, host in fleet.hosts.items()}
-    hosts["game-3"] |= {
-        "container_engine_name": "podman",
-        # Podman inside a test host (machine notes): runc, cgroupfs, rlimits within the hard
-        # limits, and vfs storage on the host's own overlay file system.
-        "container_engine_podman_containers_conf": {
-            "engine": {"runtime": "runc", "cgroup_manager": "cgroupfs"},
-            "containers": {"default_ulimits": ["nofile=20000:20000", "nproc=20000:20000"]},
-        },
-        "container_engine_podman_storage_driver": "vfs",
-        # Podman makes its own bridge inside the host and publishes the ports there (as on a
-        # real host); the Docker hosts cannot (their nested engine has no bridge).
-        "game_server_network_mode": "published",
-    }
-    group_vars = {
-        "all": {
-            "base_admin_users": [{"name": ADMIN, "ssh_keys": [public_key]}],
-            "server_build_registry": registry,
-            "server_build_repository": "mmo-voxel/server",
-            "server_build_base_image": BASE_IMAGE,
-            "server_build_context_root": str(workdir / "build"),
-            "registry_ca_certificate": ca.certificate_pem,
-            "registry_tls_certificate": server.certificate_pem,
-            "deploy_discord_webhook": "",
-        },
-        "game_servers": {
-            "ansible_become": True,
-            "container_engine_docker_daemon_options": NESTED_DOCKER_DAEMON,
-            # Engines nested in a test host run containers on the host's network only.
-            "game_server_network_mode": "host",
-            "game_server_stop_grace": 10,
-            "game_server_health_timeout": 30,
-            "deploy_preflight_min_free_mib": 1,
-        },
-        "registries": {"ansible_become": True},
-    }
-    secrets = {
-        "secret_registry_username": REGISTRY_USER,
-        "secret_registry_password": REGISTRY_PASSWORD,
-        "secret_registry_tls_key": server.key_pem,
-    }
-    inventory = write_inventory(
-        workdir,
-        hosts,
-        {"game_servers": GAME_HOSTS, "registries": ["registry-1"]},
-        group_vars,
-        secrets,
-        recipient,
-        sops_env,
-    )
-    log = workdir / "ansible.log"
-    env = ansible_env | {
-        "ANSIBLE_SOPS_AGE_KEYFILE": str(age_key),
-        "SOPS_DISABLE_VERSION_CHECK": "1",
-        # The playbooks' own interpreter settings: hosts use /usr/bin/python3 (ansible.cfg).
-        "ANSIBLE_LOG_PATH": str(log),
-    }
-    env.pop("ANSIBLE_PYTHON_INTERPRETER", None)
-    return {
-        "fleet": fleet,
-        "inventory": inventory,
-        "env": env,
-        "registry": registry,
-        "log": log,
-        "secrets": [REGISTRY_PASSWORD, *secret_lines(server.key_pem)],
-        "outputs": [],
-        "workdir": workdir,
-    }
-
-
-def play(site: dict, playbook: str, *extra: str, user: str = ADMIN) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(site["inventory"]),
-         str(REPO / playbook), *extra],
-        cwd=REPO,
-        env=site["env"] | site["fleet"].ssh_env(user),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1200,
-    )  # fmt: skip
-    site["outputs"].append(result.stdout + result.stderr)
-    return result
-
-
-def recap(result: subprocess.CompletedProcess) -> dict[str, tuple[int, int, int]]:
-    """host -> (changed, unreachable, failed) from the PLAY RECAP."""
-    return {m[1]: (int(m[3]), int(m[4]), int(m[5])) for m in RECAP.finditer(result.stdout)}
-
-
-def status(site: dict, host: str) -> dict:
-    """/status as the host itself sees it (the status port listens on the host's loopback)."""
-    answer = site["fleet"].hosts[host].exec(
-        "python3", "-c",
-        "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
-        f"'http://127.0.0.1:{STATUS_PORT}/status', timeout=5).read().decode())",
-    )  # fmt: skip
-    return json.loads(answer.stdout)
-
-
-def history(site: dict, host: str) -> list[dict]:
-    host_ = site["fleet"].hosts[host]
-    text = host_.exec("cat", "/srv/mmo-voxel/releases.jsonl", check=False).stdout
-    return [json.loads(line) for line in text.splitlines()]
-
-
-SCHEMA_PY = """
-import json, sqlite3, sys
-db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
-version = db.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
-names = "SELECT name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
-print(json.dumps([version, db.execute(names).fetchall()]))
-"""
-
-
-def schema(site: dict, host: str) -> list:
-    """The world's schema version and objects (the running server keeps writing rows, so the
-    rows differ from one look to the next; what a rollback must give back is the schema)."""
-    answer = (
-        site["fleet"].hosts[host].exec("python3", "-c", SCHEMA_PY, "/srv/mmo-voxel/data/world.db")
-    )
-    return json.loads(answer.stdout)
-
-
-def fleet_lines(result: subprocess.CompletedProcess) -> dict[str, str]:
-    """The summary's line per host (deploy.yml, "Show the fleet")."""
-    block = result.stdout.split("Show the fleet", 1)[1].split("TASK [", 1)[0]
-    return {m[1]: m[2] for m in re.finditer(r"^\s*- ['\"]?(game-\d): (.*?)['\"]?$", block, re.M)}
-
-
-def batches(result: subprocess.CompletedProcess) -> list[list[str]]:
-    """The hosts of each batch of the rollout play, in order (serial prints the play per batch)."""
-    sections = result.stdout.split("PLAY [Roll out a canary")[1:]
-    found = []
-    for section in sections:
-        play_part = section.split("PLAY [", 1)[0]
-        found.append(sorted(set(re.findall(r"\b(game-\d)\b", play_part))))
-    return found
-
-
-def release(site: dict, version: str, migrations: dict[str, str]) -> list[str]:
-    """-e arguments of a reference server release with extra migrations."""
-    folder = site["workdir"] / f"migrations-{version}"
-    return ["-e", f"deploy_version={version}", *release_args(folder, migrations)]
-
-
-def fail_on(site: dict, host: str, version: str) -> None:
-    """Make `version` fail its health gate on this host only (reference server's host switch)."""
-    site["fleet"].hosts[host].exec("touch", f"/srv/mmo-voxel/data/FAIL_HEALTHCHECK.{version}")
+        with fleet_site(unique_prefix(), ansible_env) as site:
+            yield site
+    except FleetUnavailable as missing:
+        pytest.fail(str(missing))
 
 
 def test_the_fleet_converges_over_ssh_and_a_second_run_changes_nothing(fleet: dict) -> None:
@@ -331,6 +158,64 @@ def test_wrong_registry_credentials_stop_the_deploy_before_anything_changes(flee
     assert f"the registry {fleet['registry']} refused the login of user {REGISTRY_USER}" in said
     assert wrong not in result.stdout + result.stderr
     assert {host: history(fleet, host) for host in GAME_HOSTS} == before
+
+
+COMPOSE = {
+    # host: (engine, the documented up, the documented down) - ops/docker-compose.server.yml
+    "game-1": (
+        "docker",
+        "cd /srv/mmo-voxel && docker compose -f docker-compose.server.yml up -d",
+        "cd /srv/mmo-voxel && docker compose -f docker-compose.server.yml down",
+    ),
+    "game-3": (
+        "podman",
+        "cd /srv/mmo-voxel && podman-compose -f docker-compose.server.yml up -d",
+        "cd /srv/mmo-voxel && podman-compose -f docker-compose.server.yml down -t 30",
+    ),
+}
+
+
+def healthy_version(site: dict, host: str, timeout: float = 60) -> str:
+    """The version /status reports once the server answers healthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            answer = status(site, host)
+            if answer["healthy"]:
+                return answer["version"]
+        except (subprocess.CalledProcessError, json.JSONDecodeError):
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{host}: the compose project's server never answered healthy")
+        time.sleep(1)
+
+
+def test_the_compose_project_each_host_gets_runs_as_documented(fleet: dict) -> None:
+    """The compose file and .env the rollout leaves on each host, run as its header says: on a
+    Docker host with Docker's Compose v2 (container_engine installs the pinned release), on the
+    Podman host with podman-compose. The deployed container goes first (the same name); `up -d`
+    serves the version the host ran, confined; `down` removes it; the state play puts the
+    deployed server back."""
+    hosts = fleet["fleet"].hosts
+    running = {host: status(fleet, host)["version"] for host in COMPOSE}
+    for host, (engine, up, down) in COMPOSE.items():
+        hosts[host].exec(engine, "rm", "--force", "mmo-voxel-server")
+        started = fleet["fleet"].ssh(host, up)
+        assert started.returncode == 0, f"{host}: {started.stdout}{started.stderr}"
+        assert healthy_version(fleet, host) == running[host], host
+        inspect = hosts[host].exec(engine, "inspect", "mmo-voxel-server").stdout
+        container = json.loads(inspect)[0]
+        assert container["Config"]["Labels"]["com.docker.compose.project"] == "mmo-voxel", host
+        assert container["Config"]["User"] == "10001:10001", host
+        assert container["HostConfig"]["ReadonlyRootfs"] is True, host
+        stopped = fleet["fleet"].ssh(host, down)
+        assert stopped.returncode == 0, f"{host}: {stopped.stdout}{stopped.stderr}"
+        left = hosts[host].exec(engine, "ps", "--all", "--quiet", "--filter", "name=mmo-voxel")
+        assert left.stdout.strip() == "", host
+
+    back = play(fleet, "playbooks/game_server_state.yml", "--limit", ",".join(COMPOSE))
+    assert back.returncode == 0, back.stdout[-8000:]
+    assert {host: status(fleet, host)["version"] for host in COMPOSE} == running
 
 
 def test_no_registry_secret_reaches_an_output_or_the_log(fleet: dict) -> None:

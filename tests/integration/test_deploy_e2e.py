@@ -3,7 +3,8 @@
 v1 is deployed; v2 brings a schema migration; v3 fails its health check and is rolled back by
 itself (v2 serves again, the database as before v3); the rollback runbook goes back to v1
 (migrating down); re-deploying the running version changes nothing; the restart runbook
-restarts it; --check changes nothing; bad input stops in preflight.
+restarts it; --check changes nothing; bad input stops in preflight. Last, the deploy and the
+drift check run through ansible-runner, as AWX and Automation Platform run jobs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import shlex
 import shutil
 import socket
 import sqlite3
@@ -566,3 +568,108 @@ def test_database_runbooks_stop_fix_and_restart_the_server(
     assert started_at() != before
     assert container_id() == same
     assert status(site)["version"] == "1.0.0"
+
+
+def ansible_runner(site: dict, env: dict, data: Path, ident: str, playbook: str, cmdline: str):
+    """`ansible-runner run` as AWX's execution nodes start a job: its own stdout callback."""
+    result = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "ansible-runner"),
+            "run",
+            str(data),
+            "--project-dir",
+            str(REPO),
+            "--inventory",
+            str(site["inventory"]),
+            "-p",
+            playbook,
+            "--ident",
+            ident,
+            "--cmdline",
+            cmdline,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    artifacts = data / "artifacts" / ident
+    events = [
+        json.loads(path.read_text())
+        for path in sorted(
+            (artifacts / "job_events").glob("*.json"), key=lambda p: int(p.name.split("-")[0])
+        )
+    ]
+    every_file = "".join(
+        path.read_text(errors="replace") for path in artifacts.rglob("*") if path.is_file()
+    )
+    return result, artifacts, events, every_file
+
+
+def test_ansible_runner_runs_the_deploy_and_the_drift_check(
+    site: dict, ansible_env: dict, tmp_path: Path, discord: dict
+) -> None:
+    """The engine AWX and Automation Platform run jobs with: v1 serving, v2 deployed through it,
+    then the drift check with the notification twin; the artifacts are what AWX stores."""
+    data = tmp_path / "runner"
+    v2_args = release_args(tmp_path / "migrations-v2", {"0002_create_guilds.sql": MIGRATION_2})
+    result, artifacts, events, stored = ansible_runner(
+        site,
+        ansible_env,
+        data,
+        "deploy-2",
+        "deploy.yml",
+        shlex.join(["-e", "deploy_version=2.0.0", *v2_args]),
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert (artifacts / "status").read_text() == "successful"
+    assert (artifacts / "rc").read_text() == "0"
+    assert status(site)["version"] == "2.0.0"
+    assert history(site)[-1]["version"] == "2.0.0"
+    assert "Deployed 2.0.0 to localhost" in discord["received"][-1]["body"]["content"]
+    ran = [
+        e for e in events if e["event"] == "runner_on_ok" and e["event_data"]["host"] == "localhost"
+    ]
+    changed = {e["event_data"]["task"] for e in ran if e["event_data"]["res"].get("changed")}
+    assert any(task.startswith("Run the server container") for task in changed), sorted(changed)
+    stats = next(e for e in events if e["event"] == "playbook_on_stats")["event_data"]
+    assert (stats["failures"], stats["dark"]) == ({}, {}), stats
+    assert "PLAY RECAP" in (artifacts / "stdout").read_text()
+    # What AWX keeps of a job (events, stdout, the command) holds no secret of the inventory.
+    assert ADMIN_TOKEN not in stored
+    assert discord["secret"] not in stored
+
+    # The drift check as a Check job with Show Changes, the twin callback beside the runner's.
+    reports = tmp_path / "drift"
+    drift_env = ansible_env | {
+        "ANSIBLE_CALLBACKS_ENABLED": "mmo_voxel.ops.drift_notify",
+        "DRIFT_REPORT_DIR": str(reports),
+    }
+    check = "--check --diff"
+    result, artifacts, events, stored = ansible_runner(
+        site, drift_env, data, "drift-clean", "playbooks/game_server_state.yml", check
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert (artifacts / "status").read_text() == "successful"
+    clean = json.loads((reports / "latest.json").read_text())
+    assert clean["hosts"]["localhost"]["changes"] == [], clean["hosts"]
+
+    # Someone stops the server by hand: the Check job still succeeds (AWX has no exit 2), the
+    # twin's report names the host and the task, and nothing on the host changes.
+    docker("stop", CONTAINER)
+    try:
+        result, artifacts, events, stored = ansible_runner(
+            site, drift_env, data, "drift-stopped", "playbooks/game_server_state.yml", check
+        )
+        assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+        assert (artifacts / "status").read_text() == "successful"
+        report = json.loads((reports / "latest.json").read_text())
+        tasks = [change["task"] for change in report["hosts"]["localhost"]["changes"]]
+        assert any(task.startswith("Run the server container") for task in tasks), tasks
+        assert docker("inspect", "-f", "{{.State.Running}}", CONTAINER).stdout.strip() == "false"
+        assert ADMIN_TOKEN not in stored
+        reported = "".join(p.read_text() for p in reports.iterdir() if p.is_file())
+        assert ADMIN_TOKEN not in reported
+    finally:
+        docker("start", CONTAINER, check=False)

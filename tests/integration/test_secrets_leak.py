@@ -102,10 +102,11 @@ def test_no_plaintext_in_any_output_or_file(tmp_path, ansible_playbook):
 def test_inventory_listing_keeps_decrypted_values_out_of_the_log(tmp_path):
     """What docs/secrets.md ("Ansible's log") promises, with a real ANSIBLE_LOG_PATH.
 
-    Ansible's log handler copies everything ansible-inventory displays, so the documented ways to
-    list an inventory with a log path set are `--output FILE` (values in FILE only) and
-    SOPS_ANSIBLE_AWX_DISABLE_VARS_PLUGIN_TEMPORARILY=1 (nothing decrypted). The plain listing is
-    run too: it proves that the values were there to leak and that the documented hazard is real.
+    Ansible's log handler copies everything ansible-inventory displays; the vars plugin
+    mmo_voxel.ops.sops_log_redaction masks the decrypted values in the log file. The plain
+    listing shows them on the terminal (they were there to leak) and not in the log; so do
+    `--output FILE` (values in FILE only) and SOPS_ANSIBLE_AWX_DISABLE_VARS_PLUGIN_TEMPORARILY=1
+    (nothing decrypted).
     """
     tree = sf.make_tree(tmp_path)
     inventory = tree.root / "inventories" / "local"
@@ -151,8 +152,15 @@ def test_inventory_listing_keeps_decrypted_values_out_of_the_log(tmp_path):
             any(n in proc.stdout + proc.stderr for n in needles),
         )
 
-    # The hazard: printed to the terminal, the decrypted values land in the log too.
-    assert inventory_run("plain", "--list") == (True, True)
+    # Printed to the terminal, masked in the log: every way of showing the variables.
+    assert inventory_run("plain", "--list") == (False, True)
+    assert inventory_run("plain-host", "--host", "localhost") == (False, True)
+    assert inventory_run("plain-graph", "--graph", "--vars") == (False, True)
+    assert inventory_run("plain-yaml", "--list", "--yaml") == (False, True)
+    # Without the redaction (the vars plugins as before it), the same listing fills the log:
+    # the check above can fail.
+    unguarded = {"ANSIBLE_VARS_ENABLED": "host_group_vars,community.sops.sops"}
+    assert inventory_run("unguarded", "--list", extra_env=unguarded) == (True, True)
 
     # --output FILE: the values go to FILE only, never through the display and its log.
     listing = tmp_path / "private" / "inventory.json"
@@ -166,3 +174,57 @@ def test_inventory_listing_keeps_decrypted_values_out_of_the_log(tmp_path):
     off = {"SOPS_ANSIBLE_AWX_DISABLE_VARS_PLUGIN_TEMPORARILY": "1"}
     assert inventory_run("disabled", "--list", extra_env=off) == (False, False)
     assert inventory_run("disabled-host", "--host", "localhost", extra_env=off) == (False, False)
+
+
+def hostile_values(c: str) -> dict:
+    """Each value holds the canary c; how a display may write it differs from the value itself."""
+    return {
+        "secret_quoted": f"pa\"ss\\wo'rd-{c}",
+        "secret_multiline": f"first-line-{c}\nsecond-line-{c}x\n",
+        "secret_unicode": f"pässwörd-{c}",
+        "secret_long_phrase": " ".join(f"word{n}-{c}" for n in range(8)),
+        "secret_number": 73019284756,
+        "secret_list": [f"item-one-{c}", {"deep": f"deep-value-{c}"}],
+    }
+
+
+def test_hostile_values_stay_out_of_the_log_in_every_listing_form(tmp_path):
+    """Values the redaction has to find in escaped, folded and split forms, not as written."""
+    tree = sf.make_tree(tmp_path)
+    inventory = tree.root / "inventories" / "local"
+    (inventory / "hosts.yml").write_text("---\nall:\n  hosts:\n    localhost:\n")
+    c = sf.canary("hostile")
+    values = hostile_values(c)
+    rel = "inventories/local/group_vars/all/hostile.sops.yml"
+    (tree.root / rel).write_text(yaml.safe_dump(values, allow_unicode=True), encoding="utf-8")
+    proc = sf.sops(["encrypt", "-i", rel], tree.env, cwd=tree.root)
+    assert proc.returncode == 0, proc.stderr.decode()
+    # What must not be in the log: the canary (in every string), the number, the non-ASCII part.
+    needles = [c, "73019284756", "pässwörd", "p\\u00e4ssw"]
+    env = {
+        **tree.env,
+        "ANSIBLE_CONFIG": str(sf.REPO / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_SOPS_AGE_KEYFILE": str(tree.keys["alice"].keyfile),
+    }
+    for name, args in {
+        "list": ["--list"],
+        "yaml": ["--list", "--yaml"],
+        "host": ["--host", "localhost"],
+        "graph": ["--graph", "--vars"],
+    }.items():
+        log = tmp_path / f"{name}.log"
+        proc = subprocess.run(
+            [str(sf.VENV_BIN / "ansible-inventory"), "-i", str(inventory), *args],
+            env={**env, "ANSIBLE_LOG_PATH": str(log)},
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, name
+        text = log.read_text(encoding="utf-8")
+        # Booleans only: a failing assertion must not print a value.
+        assert c in proc.stdout, name  # shown, so it was there to leak
+        assert [n in text for n in needles] == [False] * len(needles), name
+        assert "********" in text, name

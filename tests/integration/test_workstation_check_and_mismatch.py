@@ -64,6 +64,9 @@ def instance(repo: Path, ansible_env: dict[str, str], tmp_path_factory) -> Itera
                                     "ansible_python_interpreter": "/usr/bin/python3",
                                     "workstation_user": "hire",
                                     "workstation_mirror_url": "http://127.0.0.1:8765",
+                                    "container_engine_compose_base_url": (
+                                        "http://127.0.0.1:8765/compose"
+                                    ),
                                     "container_engine_docker_daemon_options": {
                                         "iptables": False,
                                         "bridge": "none",

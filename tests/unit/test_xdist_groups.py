@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import LONGEST_FIRST, rank
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -26,3 +28,20 @@ def test_the_tests_of_one_file_run_on_one_worker() -> None:
     workers = re.findall(r"^\[(gw\d+)\] .*PASSED", run.stdout, re.M)
     assert len(workers) > 3
     assert len(set(workers)) == 1, sorted(set(workers))
+
+
+def test_the_longest_groups_are_handed_out_first() -> None:
+    """conftest's LONGEST_FIRST decides the order of collection, and `make test` keeps
+    pytest-xdist from re-sorting the groups by test count (which started the fleet last)."""
+    makefile = (REPO / "Makefile").read_text()
+    assert "--dist loadgroup --no-loadscope-reorder" in makefile
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=REPO, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:]
+    nodeids = [line for line in run.stdout.splitlines() if "::" in line]
+    ranks = [rank(nodeid) for nodeid in nodeids]
+    assert nodeids[0].startswith(LONGEST_FIRST[0])
+    assert ranks == sorted(ranks)
+    assert set(ranks) == set(range(len(LONGEST_FIRST) + 1))  # every prefix still names tests

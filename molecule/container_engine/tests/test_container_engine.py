@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
+
+ROLE_VARS = Path(__file__).resolve().parents[3] / "roles" / "container_engine" / "vars" / "main.yml"
 
 
 def hostname(host) -> str:
@@ -29,6 +33,22 @@ def test_docker_runs_with_the_declared_settings(host):
     assert settings["log-driver"] == "local"
     assert host.check_output("docker info --format '{{.LoggingDriver}}'") == "local"
     assert host.check_output("docker info --format '{{.Driver}}'") == settings["storage-driver"]
+
+
+def test_docker_compose_is_the_pinned_release(host):
+    if "podman" in hostname(host):
+        assert not host.file("/usr/local/lib/docker/cli-plugins/docker-compose").exists
+        pytest.skip("the Podman instance runs podman-compose")
+    pins = yaml.safe_load(ROLE_VARS.read_text())
+    plugin = host.file(pins["container_engine_compose_dest"])
+    assert plugin.mode == 0o755
+    assert plugin.user == "root"
+    # Docker's published sha256 of that release for this architecture.
+    arch = host.system_info.arch
+    assert plugin.sha256sum == pins["container_engine_compose_sha256"][arch]
+    as_deploy = host.run("runuser -u deploy -- docker compose version --short")
+    assert as_deploy.rc == 0, as_deploy.stderr
+    assert as_deploy.stdout.strip() == pins["container_engine_compose_version"]
 
 
 def test_systemd_runs_docker_where_there_is_systemd(host):
