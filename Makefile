@@ -76,7 +76,7 @@ test: system-packages
 	$(MAKE) --no-print-directory compose-plugin
 	rm -rf $(REPORTS) && mkdir -p $(REPORTS)
 	rc=0; ANSIBLE_LOG_PATH=$(CURDIR)/$(REPORTS)/ansible.log \
-	  scripts/timed pytest $(BIN)/pytest tests -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=40 \
+	  scripts/timed pytest $(BIN)/pytest tests -n $(PYTEST_WORKERS) --dist loadgroup --durations=40 \
 	    -o junit_logging=all --junitxml=$(REPORTS)/junit.xml || rc=$$?; \
 	scripts/timed "leak scan" $(BIN)/python scripts/leak-scan --repo-defaults $(REPORTS) $(wildcard .cache/drift) || rc=1; \
 	exit $$rc

@@ -172,6 +172,10 @@ def describe_image(path: Path) -> dict[str, Any]:
     """Make a copied image a self-contained rollback-journal file and read its facts."""
     conn = sqlite3.connect(path)
     try:
+        # The image is a temporary file that is fsynced whole before anything names it (or a
+        # scratch copy): the switch out of WAL mode need not sync on its own (about 0.5 s of a
+        # 1 GiB backup's time).
+        conn.execute("PRAGMA synchronous=OFF")
         conn.execute("PRAGMA journal_mode=DELETE").fetchone()
         return {
             "page_count": conn.execute("PRAGMA page_count").fetchone()[0],
@@ -418,10 +422,15 @@ def _verified_image(db: Path, raw: Path, options: BackupOptions) -> tuple[dict[s
     with reported(BackupError, db=raw, doing=f"checking the copy of {db}"):
         facts = describe_image(raw)
         # Both read the whole copy and release the GIL: hash in a thread while SQLite checks.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        # Uncompressed, the copy is the backup's data file: its writeback starts now too, under
+        # that CPU work (_pack's fsync, which the manifest still waits for, then finds it clean).
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
             hashing = pool.submit(sha256_file, raw)
+            flushing = pool.submit(fsync_file, raw) if options.compression == "none" else None
             problems = mf.run_integrity_check(raw, options.check)
             db_sha = hashing.result()
+            if flushing is not None:
+                flushing.result()
     if problems:
         raise BackupError(
             f"the copy of {db} failed the {options.check} integrity check: {problems[:5]}",
