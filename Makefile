@@ -6,6 +6,7 @@
 #   make images                  make sure a Docker engine runs and the test images exist
 #                                (IMAGES_ARGS=--rebuild: make them all from nothing, as CI does)
 #   make drift [INVENTORY=inventories/production]  the drift check (scripts/drift-check: 0 clean, 2 drift, 1 error; make turns any failure into 2)
+#   make game-ci GAME=path/to/project [GAME_CI_ARGS=...]  the game's pipeline: lint, tests, exports, release manifest (docs/game-pipeline.md)
 #   make bench                   run the benchmarks (see bench/README.md)
 #   make lock                    re-resolve constraints.txt from requirements.txt
 SHELL := /bin/bash
@@ -21,9 +22,9 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SOPS_DISABLE_VERSION_CHECK := 1
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv deploy test lint unit integration molecule images compose-plugin system-packages drift bench lock clean
+.PHONY: help venv deploy game-ci test lint unit integration molecule images compose-plugin system-packages drift bench lock clean
 help:
-	@sed -n '1,10p' Makefile
+	@sed -n '1,11p' Makefile
 
 venv: $(STAMP)
 $(STAMP): requirements.txt constraints.txt scripts/venv-bin-on-path.pth
@@ -52,6 +53,7 @@ lint: $(STAMP) system-packages
 	scripts/detect-private-key
 	$(BIN)/python scripts/check-sops-encrypted
 	$(BIN)/python scripts/render-requirements --check
+	$(BIN)/python scripts/lint-workflows
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
@@ -97,6 +99,15 @@ system-packages:
 	scripts/timed "system packages" scripts/install-system-packages
 
 INVENTORY ?=
+# The game's pipeline on a Godot project folder, as the GitHub workflow runs it (same playbook,
+# same steps): GAME is the project (the folder with project.godot); GAME_CI_ARGS passes
+# ansible-playbook arguments (-e game_ci_version=1.4.2, --tags lint).
+GAME ?=
+GAME_CI_ARGS ?=
+game-ci: $(STAMP)
+	@test -n "$(GAME)" || { echo "make game-ci: set GAME to the Godot project folder (the one with project.godot)" >&2; exit 2; }
+	$(BIN)/ansible-playbook playbooks/game_ci.yml -e game_ci_project="$(abspath $(GAME))" $(GAME_CI_ARGS)
+
 drift: $(STAMP) system-packages
 	scripts/drift-check $(if $(INVENTORY),-i $(INVENTORY))
 

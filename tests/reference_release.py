@@ -7,6 +7,7 @@ migrations folder given here, so a test can ship a version whose schema moves.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -22,6 +23,10 @@ MIGRATION_3 = (
 )
 
 
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def release_args(folder: Path, migrations: dict[str, str]) -> list[str]:
     """-e arguments for the reference server with extra migrations, written to folder."""
     shutil.copytree(REFERENCE / "migrations", folder, dirs_exist_ok=True)
@@ -30,6 +35,7 @@ def release_args(folder: Path, migrations: dict[str, str]) -> list[str]:
     return [
         "-e", "server_build_source=prebuilt",
         "-e", f"server_build_artifact_src={REFERENCE / 'server.py'}",
+        "-e", f"server_build_artifact_sha256={sha256(REFERENCE / 'server.py')}",
         "-e", f"server_build_migrations_dir={folder}",
         "-e", '{"server_build_command": ["python3", "/app/server.py"]}',
     ]  # fmt: skip

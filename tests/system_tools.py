@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,3 +17,15 @@ def require_tools(package: str, *tools: str | None) -> None:
     """
     if any(tool is None or not Path(tool).exists() for tool in tools):
         pytest.fail(f"Debian package {package} is missing: run scripts/install-system-packages")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The docker CLI, output captured as text."""
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)

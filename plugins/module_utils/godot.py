@@ -28,6 +28,9 @@ INPUTS_SUFFIX = ".inputs.sha256"
 # Temporary directories the module exports into before moving the files into place.
 TEMP_EXPORT_PREFIX = ".godot-export-"
 
+# Values of the module's import_first option.
+IMPORT_FIRST_CHOICES = ("auto", "always", "never")
+
 # Export template file names per (major version, platform), by mode and architecture.
 # Only used to name the exact file that is missing; unknown platforms check the directory.
 _TEMPLATE_FILES: dict[tuple[int, str], dict[str, str]] = {
@@ -380,6 +383,89 @@ def build_command(
     flags = _MODE_FLAGS[min(version.major, 4)]
     headless = ["--headless"] if version.major >= 4 else []
     return [binary, *headless, "--path", project_path, flags[mode], preset, output]
+
+
+# --------------------------------------------------------------------------------------------
+# Import pass
+# --------------------------------------------------------------------------------------------
+# `--import` ("Starts the editor, waits for any resources to be imported, and then quits") came
+# with godotengine/godot#90431 and was backported to 4.2.2: the 4.2.2 section of the engine's
+# CHANGELOG.md lists "Add `--import` command-line flag (GH-90431)". Older 4.x builds ignore an
+# unknown flag and would run the game instead, so the boundary matters.
+IMPORT_FLAG_SINCE = (4, 2, 2)
+
+# 4.0-4.2.1 have no --import. `--editor --quit` quits after the first main-loop iteration, while
+# the editor's filesystem scan may still be queueing imports (godotengine/godot#68461, closed
+# unmerged). What the field ran instead was a fixed number of iterations: #90431 names
+# `godot --editor --quit-after 1000` as the workaround it replaces. A heuristic: very large
+# projects may need an engine with --import.
+IMPORT_QUIT_AFTER = 1000
+
+
+def import_cache_dir(project_path: str | Path, version: GodotVersion) -> Path:
+    """The directory whose presence means "this project has been imported".
+
+    Godot 3: `.import/`. Godot 4: `.godot/imported/`, not all of `.godot/`: the imported
+    resources are the expensive part and what CI caches restore (godot-ci's .gitlab-ci.yml caches
+    exactly `.godot/imported/`). The rest of `.godot/` (uid_cache.bin, the global script class
+    cache, editor state) is small and rewritten by the editor's filesystem scan, which every
+    export runs; requiring it would make a restored cache trigger the pass anyway.
+    """
+    project = Path(project_path)
+    return project / ".import" if version.major < 4 else project / ".godot" / "imported"
+
+
+def plan_import(import_first: str, cache_dir: Path) -> tuple[bool, str]:
+    """Whether the import pass runs before an export, and why (for the task result)."""
+    if import_first not in IMPORT_FIRST_CHOICES:
+        choices = ", ".join(IMPORT_FIRST_CHOICES)
+        raise GodotError(f"unknown import_first {import_first!r}; choose one of {choices}")
+    if import_first == "never":
+        return False, "import_first=never"
+    if import_first == "always":
+        return True, "import_first=always"
+    if cache_dir.is_dir():
+        return False, f"import cache present ({cache_dir})"
+    return True, f"no import cache ({cache_dir} does not exist)"
+
+
+def build_import_command(
+    binary: str, version: GodotVersion, *, project_path: str, preset: str, pack_path: str
+) -> list[str]:
+    """The import pass command line.
+
+    Godot >= 4.2.2: `godot --headless --path PROJ --import`.
+    Godot 4.0-4.2.1: `godot --headless --path PROJ --editor --quit-after 1000`.
+    Godot 3: `godot3-server --path PROJ --export-pack PRESET PACK` into a throwaway pack.
+    Godot 3.2.3 has no --import; its `--editor --quit` did import the fixture, but the server
+    build then crashes on exit (SIGSEGV, exit 134, in a thread still loading the textures for
+    the editor's previews) once a project has about a hundred textures, and upstream reports it
+    quitting before the import (godotengine/godot#42746). An export waits for the import and
+    exits cleanly: the workaround given in that issue.
+    """
+    if version.major < 3:
+        raise GodotError(f"Godot {version.raw} is not supported; Godot 3 or 4 is needed")
+    if version.major == 3:
+        return [binary, "--path", project_path, "--export-pack", preset, pack_path]
+    if (version.major, version.minor, version.patch) >= IMPORT_FLAG_SINCE:
+        return [binary, "--headless", "--path", project_path, "--import"]
+    return [
+        binary, "--headless", "--path", project_path, "--editor",
+        "--quit-after", str(IMPORT_QUIT_AFTER),
+    ]  # fmt: skip
+
+
+def failed_imports(output: str) -> list[str]:
+    """Godot's lines that report a resource it could not import.
+
+    Godot 3 and 4 print `Error importing 'res://...'` (EditorFileSystem::_reimport_file) and go
+    on: Godot 3.2.3 exits 0 after a corrupt PNG, with the texture missing from the export.
+    """
+    return [
+        line.strip()
+        for line in output.splitlines()
+        if line.lstrip().startswith("ERROR:") and "Error importing '" in line
+    ]
 
 
 def resolve_output(project_path: str | Path, output: str | None, preset: Preset) -> Path:

@@ -17,6 +17,14 @@ description:
   - For C(release) and C(debug) exports, checks that the export templates of exactly this engine
     version are installed (or the preset's C(custom_template/release|debug) file exists) and names
     the missing path. C(pack) exports need no templates.
+  - Before the export, runs Godot's import pass when the project has no import cache (see
+    O(import_first)); from a fresh clone without C(.godot/), Godot 4 can export broken or empty
+    builds. Godot >= 4.2.2 C(godot --headless --path PROJ --import); Godot 4.0-4.2.1
+    C(godot --headless --path PROJ --editor --quit-after 1000); Godot 3
+    C(godot3-server --path PROJ --export-pack PRESET TMP/import-pass.pck), a throwaway pack,
+    because Godot 3 has no import flag and its C(--editor --quit) is unreliable headless.
+    Resources Godot reports it could not import (C(Error importing 'res://...')) fail the task,
+    in the import pass and in the export; Godot 3 itself exits 0 after them.
   - Runs the export headless. Godot 4 C(godot --headless --path PROJ
     --export-release|--export-debug|--export-pack PRESET OUT); Godot 3 (its headless server
     build, for example Debian's C(godot3-server))
@@ -27,8 +35,8 @@ description:
     patterns, plus the engine version, preset and mode. It is stored next to the artifact in
     C(<artifact>.inputs.sha256).
   - The export is written into a temporary directory next to the artifact and moved into place
-    only when Godot produced a non-empty artifact, so a failed export leaves the previous
-    artifact as it was.
+    only when Godot produced a non-empty artifact and reported no failed import, so a failed
+    export leaves the previous artifact as it was.
 author:
   - mmo_voxel operations
 options:
@@ -86,15 +94,27 @@ options:
       - Export even when the inputs hash matches the last export.
     type: bool
     default: false
+  import_first:
+    description:
+      - Whether Godot's import pass runs before the export. It only runs when an export runs
+        (not when the inputs are unchanged) and never in check mode.
+      - V(auto) runs it when the project has no import cache. Godot 4, no C(.godot/imported/)
+        directory (what a CI cache of C(.godot/imported) restores; the rest of C(.godot/) is
+        rewritten by the filesystem scan every export runs); Godot 3, no C(.import/) directory.
+      - V(always) runs it before every export; V(never) leaves importing to the export itself.
+    type: str
+    choices: [auto, always, never]
+    default: auto
   timeout:
     description:
-      - Seconds to wait for the export before it is killed and the task fails.
+      - Seconds to wait for the import pass, and then for the export, before Godot is killed and
+        the task fails.
     type: int
     default: 600
 attributes:
   check_mode:
     support: full
-    details: Reports whether an export would run; runs nothing.
+    details: Reports whether an import pass and an export would run; runs neither.
   diff_mode:
     support: full
     details: Shows the artifact's sha256 and inputs hash before and after.
@@ -107,6 +127,9 @@ notes:
     export, so this does not cause a second export.
   - Godot 3 exits 0 on some failed exports; the module therefore also requires a non-empty
     artifact.
+  - The import pass writes Godot's cache into the project (C(.godot/) or C(.import/), and
+    C(*.import) files next to new resources); a failed pass leaves what Godot wrote there, and
+    no artifact. Godot retries a failed resource on the next run, so the failure repeats.
 requirements:
   - Godot 3 (headless server build) or Godot 4 on the target.
 """
@@ -125,6 +148,14 @@ EXAMPLES = r"""
     preset: Linux Server
     mode: pack
     output: /srv/build/out/mmo_voxel.pck
+
+- name: Export the server pack, with an import pass before every export
+  mmo_voxel.ops.godot_export:
+    project_path: /srv/build/mmo_voxel
+    preset: Linux Server
+    mode: pack
+    output: /srv/build/out/mmo_voxel.pck
+    import_first: always
 
 - name: Export with an explicit binary and templates, always
   mmo_voxel.ops.godot_export:
@@ -172,6 +203,30 @@ command:
     - --export-release
     - Linux Server
     - /srv/build/out/mmo_voxel_server.x86_64
+imported:
+  description: Whether an import pass ran before the export (always false in check mode).
+  returned: always
+  type: bool
+  sample: true
+import_command:
+  description:
+    - The import pass command that ran, or would run in check mode; null when none runs.
+    - For Godot 3 the throwaway pack is written into a new temporary directory, shown as
+      C(<temporary directory>) in check mode.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - godot
+    - --headless
+    - --path
+    - /srv/build/mmo_voxel
+    - --import
+import_reason:
+  description: Why the import pass runs or not.
+  returned: always
+  type: str
+  sample: no import cache (/srv/build/mmo_voxel/.godot/imported does not exist)
 inputs_hash:
   description: sha256 over the project's input files, engine version, preset and mode.
   returned: always
@@ -193,6 +248,7 @@ stderr:
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -204,18 +260,23 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.godot import (
     BINARY_CANDIDATES,
+    IMPORT_FIRST_CHOICES,
     TEMP_EXPORT_PREFIX,
     GodotError,
     GodotVersion,
     build_command,
+    build_import_command,
     check_template,
     default_templates_dir,
+    failed_imports,
     file_sha256,
     find_preset,
     hash_inputs,
+    import_cache_dir,
     inputs_sidecar,
     parse_presets,
     parse_version,
+    plan_import,
     resolve_output,
 )
 
@@ -228,10 +289,18 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "templates_dir": {"type": "path"},
     "exclude": {"type": "list", "elements": "str", "default": []},
     "force": {"type": "bool", "default": False},
+    "import_first": {"type": "str", "choices": list(IMPORT_FIRST_CHOICES), "default": "auto"},
     "timeout": {"type": "int", "default": 600},
 }
 
 OUTPUT_TAIL = 4000
+
+# Godot 3's import pass exports a throwaway pack into a new temporary directory.
+IMPORT_PACK_NAME = "import-pass.pck"
+IMPORT_PACK_PLACEHOLDER = "<temporary directory>"
+
+# The resource named in Godot's "Error importing 'res://...'" line.
+IMPORT_FAILED_RE = re.compile(r"Error importing '([^']+)'")
 
 # ERROR lines a working Godot 3 prints on minimal machines; left out of failure messages.
 BENIGN_GODOT_ERRORS = ("locale", '"patch_list"')
@@ -341,6 +410,8 @@ class GodotExporter:
             "inputs_hash": inputs_hash,
             "sha256": None,
             "size": None,
+            "imported": False,
+            "import_command": None,
         }
         before = self.describe(artifact, sidecar)
         if artifact.is_file():
@@ -351,10 +422,18 @@ class GodotExporter:
             result["skipped_reason"] = (
                 f"inputs unchanged since the last export (inputs_hash matches {sidecar})"
             )
+            result["import_reason"] = "no export runs, so no import pass"
             return result
 
+        run_import, result["import_reason"] = plan_import(
+            params["import_first"], import_cache_dir(self.project, version)
+        )
         result["changed"] = True
         if self.module.check_mode:
+            if run_import:
+                result["import_command"] = self.import_command(
+                    binary, version, preset.name, Path(IMPORT_PACK_PLACEHOLDER)
+                )
             if self.module._diff:
                 result["diff"] = {
                     "before": self.render(before),
@@ -364,6 +443,9 @@ class GodotExporter:
                 }
             return result
 
+        if run_import:
+            result["import_command"] = self.import_pass(binary, version, preset.name)
+            result["imported"] = True
         stdout, stderr = self.export(command, artifact)
         # Godot 3 rewrites project.godot into its canonical layout on first open: hash after.
         inputs_hash = hash_inputs(self.project, artifact, exclude, settings)
@@ -399,6 +481,47 @@ class GodotExporter:
     def render(state: dict[str, str | None]) -> str:
         return "".join(f"{key}: {value or '(none)'}\n" for key, value in state.items())
 
+    def import_command(
+        self, binary: str, version: GodotVersion, preset: str, workdir: Path
+    ) -> list[str]:
+        return build_import_command(
+            binary,
+            version,
+            project_path=str(self.project),
+            preset=preset,
+            pack_path=str(workdir / IMPORT_PACK_NAME),
+        )
+
+    def import_pass(self, binary: str, version: GodotVersion, preset: str) -> list[str]:
+        """Run Godot's import pass; fail, naming the project, when Godot reports a failure.
+
+        Only Godot 3's pass writes outside the project (its throwaway pack, in a temporary
+        directory removed afterwards).
+        """
+        workdir = Path(tempfile.mkdtemp(prefix="godot-import-pass-"))
+        try:
+            command = self.import_command(binary, version, preset, workdir)
+            stdout, stderr, code = self.run_godot(command, "import pass")
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        failed = failed_imports(stderr + "\n" + stdout)
+        if code != 0 or failed:
+            raise GodotError(
+                f"Godot import pass of project {self.project} failed"
+                f" ({self.failure_summary(code, failed)}): {self.godot_errors(stdout, stderr)}"
+            )
+        return command
+
+    @staticmethod
+    def failure_summary(code: int, failed: list[str], artifact: str | None = None) -> str:
+        parts = [f"exit {code}"]
+        if artifact:
+            parts.append(f"artifact {artifact}")
+        if failed:
+            names = [m.group(1) for line in failed if (m := IMPORT_FAILED_RE.search(line))]
+            parts.append(f"could not import {', '.join(dict.fromkeys(names))}")
+        return ", ".join(parts)
+
     def export(self, command: list[str], artifact: Path) -> tuple[str, str]:
         """Run Godot into a temporary directory next to the artifact, then move the files in."""
         artifact.parent.mkdir(parents=True, exist_ok=True)
@@ -406,12 +529,19 @@ class GodotExporter:
         try:
             temp_artifact = workdir / artifact.name
             argv = [*command[:-1], str(temp_artifact)]
-            stdout, stderr, code = self.run_godot(argv)
-            if code != 0 or not temp_artifact.is_file() or temp_artifact.stat().st_size == 0:
-                detail = self.godot_errors(stdout, stderr)
+            stdout, stderr, code = self.run_godot(argv, "export")
+            # Godot exits 0 after a resource it could not import, and exports without it.
+            failed = failed_imports(stderr + "\n" + stdout)
+            missing = None
+            if not temp_artifact.is_file():
+                missing = "not written"
+            elif temp_artifact.stat().st_size == 0:
+                missing = "empty"
+            if code != 0 or missing or failed:
                 raise GodotError(
-                    f"Godot export of preset {command[-2]!r} failed (exit {code}, artifact"
-                    f" {'empty' if temp_artifact.is_file() else 'not written'}): {detail}"
+                    f"Godot export of preset {command[-2]!r} failed"
+                    f" ({self.failure_summary(code, failed, missing)}):"
+                    f" {self.godot_errors(stdout, stderr)}"
                 )
             # Godot may write companions (e.g. game.pck next to game.x86_64): move them all.
             for produced in sorted(workdir.iterdir()):
@@ -420,7 +550,7 @@ class GodotExporter:
             shutil.rmtree(workdir, ignore_errors=True)
         return stdout, stderr
 
-    def run_godot(self, argv: list[str]) -> tuple[str, str, int]:
+    def run_godot(self, argv: list[str], what: str) -> tuple[str, str, int]:
         timeout = self.params["timeout"]
         with subprocess.Popen(  # noqa: S603 - argv list, no shell
             argv,
@@ -435,7 +565,7 @@ class GodotExporter:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.communicate()
                 raise GodotError(
-                    f"Godot export did not finish within timeout={timeout}s and was killed:"
+                    f"Godot {what} did not finish within timeout={timeout}s and was killed:"
                     f" {' '.join(argv)}"
                 ) from None
         return stdout, stderr, proc.returncode

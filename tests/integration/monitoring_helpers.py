@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import sqlite3
 import subprocess
 import threading
@@ -73,13 +72,6 @@ def render(
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
     return targets
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 COLLECTOR = REPO / "roles" / "metrics_collector" / "files" / "mmo_voxel_metrics_collector.py"

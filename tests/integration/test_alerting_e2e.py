@@ -28,12 +28,11 @@ import pytest
 from monitoring_helpers import (
     COLLECTOR,
     FakeStatusServer,
-    free_port,
     make_world,
     render,
     status_doc,
 )
-from system_tools import require_tools
+from system_tools import free_port, require_tools
 
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")

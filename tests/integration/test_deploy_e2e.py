@@ -14,7 +14,6 @@ import hashlib
 import json
 import shlex
 import shutil
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 import pytest
 from documented_commands import run_documented
 from reference_release import MIGRATION_2, MIGRATION_3, REFERENCE, release_args
+from system_tools import docker, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "mmo-voxel/runtime-bookworm:latest"
@@ -36,16 +36,6 @@ CONTAINER = "mmo-voxel-server-e2e"
 ADMIN_TOKEN = "e2e-admin-" + "c41f07aa"
 
 pytestmark = [pytest.mark.slow]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
 
 
 @pytest.fixture(scope="module")

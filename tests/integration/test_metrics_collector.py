@@ -30,12 +30,11 @@ from monitoring_helpers import (
     COLLECTOR,
     REPO,
     FakeStatusServer,
-    free_port,
     make_world,
     parse_metrics,
     status_doc,
 )
-from system_tools import require_tools
+from system_tools import free_port, require_tools
 
 VALUE_KEYS = ("version", "tick_rate", "active_sessions", "db_latency_ms", "voxel_stream_fail")
 

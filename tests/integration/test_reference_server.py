@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from system_tools import free_port
 
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.migrate import migrate
 
@@ -53,12 +53,6 @@ def apply_migrations(db_path: Path, migrations_dir: Path, up_to: int | None = No
     db_path.parent.mkdir(parents=True, exist_ok=True)
     sqlite3.connect(db_path).execute("PRAGMA journal_mode = WAL").close()
     return migrate(db_path, migrations_dir, target=up_to)["version_after"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_get(port: int, path: str) -> tuple[int, dict[str, Any]]:

@@ -41,6 +41,7 @@ from registry_pki import (
     make_server_certificate,
     secret_lines,
 )
+from system_tools import docker
 from systemd_instance import COMMAND, IMAGE, docker_run_options
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,10 +93,6 @@ TRUST_ABSENT = """\
       vars:
         registry_trust_state: absent
 """
-
-
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
 
 
 def recap(result: subprocess.CompletedProcess) -> dict[str, int]:

@@ -12,14 +12,18 @@ from ansible_collections.mmo_voxel.ops.plugins.module_utils.godot import (
     GodotVersion,
     Preset,
     build_command,
+    build_import_command,
     check_template,
     default_templates_dir,
+    failed_imports,
     find_preset,
     hash_inputs,
+    import_cache_dir,
     inputs_sidecar,
     iter_input_files,
     parse_presets,
     parse_version,
+    plan_import,
     required_template,
     resolve_output,
     template_file_name,
@@ -224,6 +228,96 @@ def test_build_command_rejects_unknown_modes_and_old_engines() -> None:
             mode="pack",
             output="/o",
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Import pass
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("4.6.stable.official.abc123", ["--headless", "--path", "/p", "--import"]),
+        ("4.3.stable.official.77dcf97d8", ["--headless", "--path", "/p", "--import"]),
+        # --import was backported to 4.2.2; 4.2.1 and older would ignore it and run the game.
+        ("4.2.2.stable.official.15073afe3", ["--headless", "--path", "/p", "--import"]),
+        ("4.2.1.stable.official.b09f793f5",
+         ["--headless", "--path", "/p", "--editor", "--quit-after", "1000"]),
+        ("4.0.stable.official.92bee43ad",
+         ["--headless", "--path", "/p", "--editor", "--quit-after", "1000"]),
+        ("3.2.3.stable.custom_build",
+         ["--path", "/p", "--export-pack", "Server Pack", "/tmp/x/import-pass.pck"]),
+    ],
+)  # fmt: skip
+def test_build_import_command(version: str, expected: list[str]) -> None:
+    command = build_import_command(
+        "godot",
+        parse_version(version),
+        project_path="/p",
+        preset="Server Pack",
+        pack_path="/tmp/x/import-pass.pck",
+    )
+
+    assert command == ["godot", *expected]
+
+
+def test_build_import_command_rejects_old_engines() -> None:
+    with pytest.raises(GodotError, match=r"Godot 2\.1\.stable is not supported"):
+        build_import_command(
+            "g", parse_version("2.1.stable"), project_path="/p", preset="x", pack_path="/t.pck"
+        )
+
+
+def test_import_cache_dir_per_engine() -> None:
+    assert import_cache_dir("/p", GODOT4) == Path("/p/.godot/imported")
+    assert import_cache_dir("/p", GODOT3) == Path("/p/.import")
+
+
+@pytest.mark.parametrize(
+    ("import_first", "cache", "runs", "reason"),
+    [
+        ("auto", None, True, "no import cache ({cache} does not exist)"),
+        ("auto", ".godot/imported", False, "import cache present ({cache})"),
+        # A CI cache that restores only .godot/imported counts as imported.
+        ("auto", ".godot/imported/x.ctex", False, "import cache present ({cache})"),
+        # .godot/ without imported/ (editor state only) is not an import cache.
+        ("auto", ".godot/editor", True, "no import cache ({cache} does not exist)"),
+        ("always", ".godot/imported", True, "import_first=always"),
+        ("never", None, False, "import_first=never"),
+    ],
+)
+def test_plan_import(
+    tmp_path: Path, import_first: str, cache: str | None, runs: bool, reason: str
+) -> None:
+    if cache:
+        (tmp_path / cache).mkdir(parents=True)
+    cache_dir = import_cache_dir(tmp_path, GODOT4)
+
+    assert plan_import(import_first, cache_dir) == (runs, reason.format(cache=cache_dir))
+
+
+def test_plan_import_rejects_unknown_choices(tmp_path: Path) -> None:
+    with pytest.raises(GodotError, match="unknown import_first 'sometimes'; choose one of auto"):
+        plan_import("sometimes", tmp_path)
+
+
+def test_failed_imports_reads_godots_import_errors() -> None:
+    # What godot3-server 3.2.3 prints for a corrupt PNG (and then exits 0).
+    output = """\
+ERROR: set_locale: Unsupported locale 'C', falling back to 'en'.
+   At: core/translation.cpp:969.
+WARNING: check_error: Not a PNG file
+ERROR: png_to_image: Condition "!success" is true. Returned: ERR_FILE_CORRUPT
+ERROR: load_image: Error loading image: res://icon.png
+ERROR: _reimport_file: Error importing 'res://icon.png'.
+   At: editor/editor_file_system.cpp:1801.
+ERROR: Error importing 'res://art/hero.glb'.
+"""
+
+    assert failed_imports(output) == [
+        "ERROR: _reimport_file: Error importing 'res://icon.png'.",
+        "ERROR: Error importing 'res://art/hero.glb'.",
+    ]
+    assert failed_imports("savepack: step 2: Storing File: res://icon.png.import\n") == []
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,9 @@
 """mmo_voxel.ops.godot_export in-process, with a fake Godot 4 binary (no Godot 4 is obtainable).
 
-The fake prints a Godot 4 version, records the argv it was called with and writes the file it was
-asked to export; so these tests cover the module's Godot 4 path (templates lookup, command, skip,
-failure handling). The real engine is exercised with Godot 3 in
-tests/integration/test_godot_export.py.
+The fake prints a Godot 4 version, records the argv it was called with, creates .godot/imported/
+when asked to import and writes the file it was asked to export; so these tests cover the module's
+Godot 4 path (templates lookup, import pass, command, skip, failure handling). The real engine is
+exercised with Godot 3 in tests/integration/test_godot_export.py.
 """
 
 from __future__ import annotations
@@ -25,15 +25,29 @@ import json, os, sys
 from pathlib import Path
 args = sys.argv[1:]
 if args == ["--version"]:
-    print("4.6.stable.official.abc123")
+    print(os.environ.get("FAKE_GODOT_VERSION", "4.6.stable.official.abc123"))
     sys.exit(0)
 Path(os.environ["FAKE_GODOT_LOG"]).open("a").write(json.dumps(args) + "\\n")
-if os.environ.get("FAKE_GODOT_BREAK") == "1":
+project = Path(args[args.index("--path") + 1])
+if "--import" in args or "--editor" in args:
+    broken = os.environ.get("FAKE_GODOT_IMPORT_BREAK")
+    if broken == "error":  # as Godot does: report the resource, go on, exit 0
+        print("ERROR: Error importing 'res://icon.png'.", file=sys.stderr)
+        print("   at: _reimport_file (editor/editor_file_system.cpp:2768)", file=sys.stderr)
+        sys.exit(0)
+    if broken == "crash":
+        print("ERROR: Condition \\"!f\\" is true.", file=sys.stderr)
+        print("handle_crash: Program crashed with signal 11", file=sys.stderr)
+        sys.exit(134)
+    (project / ".godot" / "imported").mkdir(parents=True, exist_ok=True)
+    sys.exit(0)
+if os.environ.get("FAKE_GODOT_BREAK") == "import":  # the export's own import fails, export goes on
+    print("ERROR: Error importing 'res://icon.png'.", file=sys.stderr)
+elif os.environ.get("FAKE_GODOT_BREAK") == "1":
     print("ERROR: set_locale: Unsupported locale 'C', falling back to 'en'.", file=sys.stderr)
     print("ERROR: Cannot export project with preset: template missing", file=sys.stderr)
     sys.exit(0)  # like Godot 3: a failed export that exits 0
 out = Path(args[-1])
-project = Path(args[args.index("--path") + 1])
 out.write_bytes((project / "main.gd").read_bytes() + args[-3].encode())
 out.with_suffix(".pck").write_bytes(b"pack")
 """
@@ -66,6 +80,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     (project / "project.godot").write_text('config_version=5\n[application]\nconfig/name="x"\n')
     (project / "main.gd").write_text("extends Node\n")
     (project / "export_presets.cfg").write_text(PRESETS)
+    # Imported already (a CI cache of .godot/imported restored): only the import tests remove it.
+    (project / ".godot" / "imported").mkdir(parents=True)
     log = tmp_path / "godot.log"
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
@@ -233,3 +249,177 @@ def test_readable_failures(
 
     assert result["failed"] is True
     assert message in result["msg"]
+
+
+# --------------------------------------------------------------------------------------------
+# Import pass
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("version", "import_flags"),
+    [
+        ("4.6.stable.official.abc123", ["--import"]),
+        ("4.2.2.stable.official.15073afe3", ["--import"]),
+        ("4.2.1.stable.official.b09f793f5", ["--editor", "--quit-after", "1000"]),
+    ],
+)
+def test_fresh_project_is_imported_before_the_export(
+    env: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    version: str,
+    import_flags: list[str],
+) -> None:
+    monkeypatch.setenv("FAKE_GODOT_VERSION", version)
+    project = env["project"]
+    shutil.rmtree(project / ".godot")  # a fresh clone
+    args = {"project_path": str(project), "preset": "Linux Server", "mode": "pack"}
+
+    first = run_module(capsys, **args)
+
+    import_command = [str(env["godot"]), "--headless", "--path", str(project), *import_flags]
+    assert first["changed"] is True
+    assert first["imported"] is True
+    assert first["import_command"] == import_command
+    assert first["import_reason"] == (
+        f"no import cache ({project / '.godot' / 'imported'} does not exist)"
+    )
+    imported, exported = calls(env["log"])
+    assert imported == import_command[1:]
+    assert exported[:-1] == first["command"][1:-1]
+
+    # The cache is there now: an export of changed inputs runs no import pass.
+    (project / "main.gd").write_text("extends Node2D\n")
+    second = run_module(capsys, **args)
+    assert second["changed"] is True
+    assert second["imported"] is False
+    assert second["import_command"] is None
+    assert second["import_reason"] == f"import cache present ({project / '.godot' / 'imported'})"
+    assert len(calls(env["log"])) == 3
+
+
+def test_check_mode_plans_the_import_pass_and_runs_nothing(
+    env: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = env["project"]
+    shutil.rmtree(project / ".godot")
+
+    result = run_module(
+        capsys,
+        project_path=str(project),
+        preset="Linux Server",
+        mode="pack",
+        _ansible_check_mode=True,
+    )
+
+    assert result["changed"] is True
+    assert result["imported"] is False
+    assert result["import_command"] == [
+        str(env["godot"]), "--headless", "--path", str(project), "--import"
+    ]  # fmt: skip
+    assert "no import cache" in result["import_reason"]
+    assert calls(env["log"]) == []
+    assert not (project / ".godot").exists()
+
+
+@pytest.mark.parametrize(
+    ("import_first", "fresh", "imports"),
+    [
+        ("never", True, False),
+        ("always", False, True),
+        ("auto", False, False),
+    ],
+)
+def test_import_first_never_and_always(
+    env: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    import_first: str,
+    fresh: bool,
+    imports: bool,
+) -> None:
+    project = env["project"]
+    if fresh:
+        shutil.rmtree(project / ".godot")
+
+    result = run_module(
+        capsys,
+        project_path=str(project),
+        preset="Linux Server",
+        mode="pack",
+        import_first=import_first,
+    )
+
+    assert result["changed"] is True
+    assert result["imported"] is imports
+    logged = calls(env["log"])
+    assert [("--import" in argv) for argv in logged] == ([True, False] if imports else [False])
+
+
+def test_unchanged_inputs_run_no_import_pass_even_with_always(
+    env: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = {
+        "project_path": str(env["project"]),
+        "preset": "Linux Server",
+        "mode": "pack",
+        "import_first": "always",
+    }
+    assert run_module(capsys, **args)["imported"] is True
+    count = len(calls(env["log"]))
+
+    again = run_module(capsys, **args)
+
+    assert again["changed"] is False
+    assert again["imported"] is False
+    assert again["import_command"] is None
+    assert again["import_reason"] == "no export runs, so no import pass"
+    assert len(calls(env["log"])) == count
+
+
+@pytest.mark.parametrize(
+    ("broken", "summary", "errors"),
+    [
+        ("error", "exit 0, could not import res://icon.png", "Error importing 'res://icon.png'"),
+        ("crash", "exit 134", "Condition"),
+    ],
+)
+def test_failed_import_pass_fails_naming_the_project_and_writes_nothing(
+    env: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    broken: str,
+    summary: str,
+    errors: str,
+) -> None:
+    project = env["project"]
+    shutil.rmtree(project / ".godot")
+    monkeypatch.setenv("FAKE_GODOT_IMPORT_BREAK", broken)
+    out = project.parent / "out" / "game.pck"
+
+    result = run_module(
+        capsys, project_path=str(project), preset="Linux Server", mode="pack", output=str(out)
+    )
+
+    assert result["failed"] is True
+    assert result["msg"].startswith(f"Godot import pass of project {project} failed ({summary}): ")
+    assert errors in result["msg"]
+    assert len(calls(env["log"])) == 1  # no export after a failed import pass
+    assert not out.parent.exists()
+
+
+def test_export_that_reports_a_failed_import_fails_and_keeps_the_old_artifact(
+    env: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = env["project"].parent / "out" / "game.pck"
+    args = {"project_path": str(env["project"]), "preset": "Linux Server", "mode": "pack"}
+    assert run_module(capsys, **args, output=str(out))["changed"] is True
+    before = out.read_bytes()
+    (env["project"] / "main.gd").write_text("extends Node3D\n")
+    monkeypatch.setenv("FAKE_GODOT_BREAK", "import")  # artifact written, exit 0
+
+    result = run_module(capsys, **args, output=str(out))
+
+    assert result["failed"] is True
+    expected = "failed (exit 0, could not import res://icon.png): ERROR: Error importing"
+    assert expected in result["msg"]
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["game.pck", "game.pck.inputs.sha256"]
