@@ -7,7 +7,8 @@ that the test the entry names passes that exact text to `run_documented`.
 
 What is collected (`collect()`)
 -------------------------------
-Documents: README.md, docs/*.md, roles/*/README.md, operations/runbooks/*.md.
+Documents: README.md, docs/*.md, roles/*/README.md, operations/runbooks/*.md, operations/*.md,
+operations/incidents/README.md.
 
 1. Fenced code blocks whose info string is `sh`, `bash`, `shell` or `console` (the fence may
    be indented, as in a list item; its indentation is taken off every line). Blocks labelled
@@ -92,11 +93,13 @@ class Documented:
 
 
 def documents() -> list[Path]:
-    """The documents whose commands must run: README, docs, role READMEs, runbooks."""
+    """The documents whose commands must run: README, docs, role READMEs, operations' guides."""
     found = [REPO / "README.md"]
     found += sorted((REPO / "docs").glob("*.md"))
     found += sorted((REPO / "roles").glob("*/README.md"))
     found += sorted((REPO / "operations" / "runbooks").glob("*.md"))
+    found += sorted((REPO / "operations").glob("*.md"))
+    found += [REPO / "operations" / "incidents" / "README.md"]
     return found
 
 

@@ -38,6 +38,8 @@ SEVERITIES = {
     "SEV3": "partial: one feature or some players, a workaround exists",
     "SEV4": "minor: little player impact, but it needed ops work",
 }
+# The alerts an incident can name: the Prometheus rules the monitoring role installs.
+ALERT_RULES = REPO / "roles/monitoring/templates/etc/prometheus/rules/mmo_voxel.rules.yml.j2"
 TIME_FIELDS = ("started", "detected", "mitigated", "resolved")
 REQUIRED = ("id", "title", "severity", "started", "detected", "services", "alert", "runbook")
 OPTIONAL = ("mitigated", "resolved")
@@ -191,6 +193,27 @@ def _check_times(data: dict, err: Callable[[str, str], None]) -> dict[str, datet
     return times
 
 
+def known_alerts(rules: Path = ALERT_RULES) -> tuple[str, ...]:
+    """The alert names of the rules file; empty when the tool runs without the repository."""
+    try:
+        text = rules.read_text(encoding="utf-8")
+    except OSError:
+        return ()
+    return tuple(re.findall(r"^\s*-\s*alert:\s*(\S+)\s*$", text, re.MULTILINE))
+
+
+def _check_alert(raw: object, err: Callable[[str, str], None]) -> None:
+    alert = str(raw or "")
+    alerts = known_alerts()
+    if not alert or not alerts or alert in alerts or alert.startswith("none"):
+        return
+    err(
+        "alert",
+        f"{alert!r} is not an alert of the monitoring rules ({', '.join(alerts)}),"
+        " nor 'none: <how it was noticed>'",
+    )
+
+
 def parse_record(text: str, path: str) -> Incident:
     """Parse and validate one record.
 
@@ -211,6 +234,7 @@ def parse_record(text: str, path: str) -> Incident:
     if severity and severity not in SEVERITIES:
         err("severity", f"{severity!r} is not one of {', '.join(SEVERITIES)}")
     services = _check_services(data.get("services"), err)
+    _check_alert(data.get("alert"), err)
     times = _check_times(data, err)
     if errors:
         raise RecordError(errors)
@@ -661,7 +685,8 @@ def _cmd_report(args: argparse.Namespace, incidents: list[Incident], now: dateti
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    now = datetime.now(UTC).replace(microsecond=0)
+    precise = datetime.now(UTC)
+    now = precise.replace(microsecond=0)
     try:
         if args.command == "new":
             return _cmd_new(args, now)
@@ -670,7 +695,9 @@ def main(argv: list[str] | None = None) -> int:
             opened = sum(i.is_open for i in incidents)
             print(f"{len(incidents)} records valid ({opened} open)")
             return 0
-        return _cmd_report(args, incidents, now)
+        # Not cut to the second: a record `new` wrote a moment ago (its times are whole
+        # seconds) started before this report's "now", even within the same second.
+        return _cmd_report(args, incidents, precise)
     except RecordError as exc:
         for message in exc.messages:
             print(message, file=sys.stderr)

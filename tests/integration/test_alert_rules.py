@@ -102,12 +102,25 @@ def test_production_thresholds_and_durations(rules: dict[str, dict[str, Any]]) -
     assert (
         rules["MmoVoxelRestoreDrillFailed"]["expr"] == 'mmo_voxel_db_job_ok{operation="drill"} == 0'
     )
+    assert rules["MmoVoxelAntiCheatBurst"]["expr"] == (
+        "floor(increase(mmo_voxel_anti_cheat_events_total[10m])) > 30"
+    )
+    assert rules["MmoVoxelAntiCheatPlayer"]["expr"] == "mmo_voxel_anti_cheat_player_events > 5"
+    assert rules["MmoVoxelAntiCheatMalformedLines"]["expr"] == (
+        "floor(increase(mmo_voxel_anti_cheat_malformed_lines_total[10m])) > 0"
+    )
+    for name in (
+        "MmoVoxelAntiCheatBurst",
+        "MmoVoxelAntiCheatPlayer",
+        "MmoVoxelAntiCheatMalformedLines",
+    ):
+        assert "for" not in rules[name], f"{name}: the window is the duration"
 
 
 def test_every_rule_has_summary_description_and_an_existing_runbook(
     rules: dict[str, dict[str, Any]],
 ) -> None:
-    assert len(rules) == 8
+    assert len(rules) == 12
     for name, rule in rules.items():
         ann = rule["annotations"]
         assert ann["summary"], name
@@ -123,7 +136,7 @@ def test_promtool_accepts_the_rendered_rules(rules_file: Path) -> None:
         [PROMTOOL, "check", "rules", str(rules_file)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert "SUCCESS: 12 rules found" in result.stdout
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,8 +446,16 @@ def test_no_verified_backup_known_for_13h_fires(tmp_path: Path, rules_file: Path
             f"might not work; the reason is the drill entry's detail in {STATUS_FILE}.",
             "operations/runbooks/db-rollback.md",
         ),
+        (
+            "backup",
+            "MmoVoxelBackupFailed",
+            f"World database backup failed on {HOST}",
+            f"The last scheduled backup on {HOST} failed (ok = 0); the reason is the backup "
+            f"entry's detail in {STATUS_FILE}.",
+            "operations/runbooks/db-rollback-and-chunk-repair.md",
+        ),
     ],
-    ids=["check", "drill"],
+    ids=["check", "drill", "backup"],
 )
 def test_failed_db_job_fires_when_the_status_says_failed(
     tmp_path: Path,
@@ -478,6 +499,224 @@ def test_failed_db_job_fires_when_the_status_says_failed(
                     *silent(alert, "20m"),
                 ],
             }
+        ],
+    }
+    assert_promtool_passes(tmp_path, rules_file, spec)
+
+
+# --------------------------------------------------------------------------------------------
+# Anti-cheat events (input every 15 s, the production scrape interval; rules evaluated every
+# 15 s). The collector's counters step once a collection (a minute).
+# --------------------------------------------------------------------------------------------
+ANTI_CHEAT_EVENTS = "mmo_voxel_anti_cheat_events_total"
+
+
+def counter_values(steps: dict[int, int], minutes: int) -> str:
+    """A counter sampled every 15 s for `minutes`, going up by steps[m] at minute m."""
+    values, total = [], 0
+    for sample in range(minutes * 4 + 1):
+        if sample % 4 == 0:
+            total += steps.get(sample // 4, 0)
+        values.append(str(total))
+    return " ".join(values)
+
+
+def burst_ann(count: int, kind: str = "speed") -> dict[str, str]:
+    return {
+        "summary": f"Anti-cheat burst of {kind} on {HOST}",
+        "description": f"{count} {kind} anti-cheat events on {HOST} in the last 10m, over 30: "
+        "cheaters at work, or a check that misfires.",
+        "runbook_url": "operations/runbooks/anti-cheat.md",
+    }
+
+
+def test_anti_cheat_burst_fires_on_the_31st_event_of_one_kind_in_10_minutes(
+    tmp_path: Path, rules_file: Path
+) -> None:
+    """4 speed events a minute from minute 10: 28 by 16m, 32 at 17m; fly stays at 1 a minute."""
+    speed = f'{ANTI_CHEAT_EVENTS}{{{TARGET},kind="speed"}}'
+    fly = f'{ANTI_CHEAT_EVENTS}{{{TARGET},kind="fly"}}'
+    labels = {**TARGET_LABELS, "kind": "speed", "severity": "warning"}
+    spec = {
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": [
+                    {
+                        "series": speed,
+                        "values": counter_values(dict.fromkeys(range(10, 20), 4), 40),
+                    },
+                    {"series": fly, "values": counter_values(dict.fromkeys(range(40), 1), 40)},
+                ],
+                "alert_rule_test": [
+                    *silent("MmoVoxelAntiCheatBurst", "10m", "16m45s"),  # 28 in the window
+                    {
+                        "eval_time": "17m",  # 32
+                        "alertname": "MmoVoxelAntiCheatBurst",
+                        "exp_alerts": fired(labels, burst_ann(32)),
+                    },
+                    {
+                        "eval_time": "19m",  # 40: every event of the burst is in the window
+                        "alertname": "MmoVoxelAntiCheatBurst",
+                        "exp_alerts": fired(labels, burst_ann(40)),
+                    },
+                    # Ten minutes after 17m the first events have left the window: 28 again.
+                    *silent("MmoVoxelAntiCheatBurst", "27m", "35m"),
+                ],
+            },
+            {  # one step of 31 (a collection that read a whole burst): firing at that sample
+                "interval": "15s",
+                "input_series": [{"series": speed, "values": counter_values({20: 31}, 40)}],
+                "alert_rule_test": [
+                    *silent("MmoVoxelAntiCheatBurst", "19m45s"),
+                    {
+                        "eval_time": "20m",
+                        "alertname": "MmoVoxelAntiCheatBurst",
+                        "exp_alerts": fired(labels, burst_ann(31)),
+                    },
+                    {
+                        "eval_time": "29m45s",
+                        "alertname": "MmoVoxelAntiCheatBurst",
+                        "exp_alerts": fired(labels, burst_ann(31)),
+                    },
+                    *silent("MmoVoxelAntiCheatBurst", "30m"),
+                ],
+            },
+            {  # exactly the threshold, at once or spread out: never
+                "interval": "15s",
+                "input_series": [
+                    {"series": speed, "values": counter_values({20: 30}, 40)},
+                    {"series": fly, "values": counter_values(dict.fromkeys(range(10, 40), 3), 40)},
+                ],
+                "alert_rule_test": silent("MmoVoxelAntiCheatBurst", "20m", "25m", "29m45s", "40m"),
+            },
+        ],
+    }
+    assert_promtool_passes(tmp_path, rules_file, spec)
+
+
+def test_anti_cheat_burst_across_a_collector_restart(tmp_path: Path, rules_file: Path) -> None:
+    """The counter starts again at 0 when the collector restarts: no burst made of the drop,
+    and none hidden by it (increase() counts across the reset)."""
+    speed = f'{ANTI_CHEAT_EVENTS}{{{TARGET},kind="speed"}}'
+    labels = {**TARGET_LABELS, "kind": "speed", "severity": "warning"}
+    # 500 events long ago; restart at 20m (back to 0); then 5 a minute.
+    after_restart = counter_values(dict.fromkeys(range(1, 20), 5), 19).split()
+    values = " ".join(["500"] * 80 + after_restart)
+    spec = {
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": [{"series": speed, "values": values}],
+                "alert_rule_test": [
+                    # At 26m: 30 since the restart (the drop from 500 counts nothing).
+                    *silent("MmoVoxelAntiCheatBurst", "20m", "21m", "26m"),
+                    {
+                        "eval_time": "27m",  # 35
+                        "alertname": "MmoVoxelAntiCheatBurst",
+                        "exp_alerts": fired(labels, burst_ann(35)),
+                    },
+                ],
+            },
+            {  # 20 before the restart and 15 after it, inside ten minutes: 35, a burst
+                "interval": "15s",
+                "input_series": [
+                    {
+                        "series": speed,
+                        "values": " ".join(
+                            counter_values({10: 20}, 11).split() + ["0"] * 3 + ["15"] * 100
+                        ),
+                    }
+                ],
+                "alert_rule_test": [
+                    *silent("MmoVoxelAntiCheatBurst", "10m", "11m45s"),  # 20 so far
+                    {
+                        "eval_time": "12m",
+                        "alertname": "MmoVoxelAntiCheatBurst",
+                        "exp_alerts": fired(labels, burst_ann(35)),
+                    },
+                ],
+            },
+        ],
+    }
+    assert_promtool_passes(tmp_path, rules_file, spec)
+
+
+def test_anti_cheat_player_over_5_in_one_interval_fires(tmp_path: Path, rules_file: Path) -> None:
+    series = f'mmo_voxel_anti_cheat_player_events{{{TARGET},player="17"}}'
+    other = f'mmo_voxel_anti_cheat_player_events{{{TARGET},player="4"}}'
+    ann = {
+        "summary": f"Player 17 trips the anti-cheat checks on {HOST}",
+        "description": f"Player 17 on {HOST} tripped 6 anti-cheat checks in one collection "
+        "interval, over 5.",
+        "runbook_url": "operations/runbooks/anti-cheat.md",
+    }
+    spec = {
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                # 3 a minute, then 6 in the collection at 10m, then 2; player 4 at 5 throughout.
+                "input_series": [
+                    {"series": series, "values": "3x39 6x3 2x40"},
+                    {"series": other, "values": "5x100"},
+                ],
+                "alert_rule_test": [
+                    *silent("MmoVoxelAntiCheatPlayer", "1m", "9m45s"),
+                    {
+                        "eval_time": "10m",
+                        "alertname": "MmoVoxelAntiCheatPlayer",
+                        "exp_alerts": fired(
+                            {**TARGET_LABELS, "player": "17", "severity": "warning"}, ann
+                        ),
+                    },
+                    *silent("MmoVoxelAntiCheatPlayer", "11m", "15m"),
+                ],
+            }
+        ],
+    }
+    assert_promtool_passes(tmp_path, rules_file, spec)
+
+
+def test_anti_cheat_malformed_lines_fire_at_the_first_one(tmp_path: Path, rules_file: Path) -> None:
+    series = f"mmo_voxel_anti_cheat_malformed_lines_total{{{TARGET}}}"
+    ann = {
+        "summary": f"Malformed lines in anti_cheat.jsonl on {HOST}",
+        "description": f"Lines of anti_cheat.jsonl on {HOST} that are no anti-cheat record (not "
+        "JSON, no check, cut off) in the last 10m: 1. Events may be lost.",
+        "runbook_url": "operations/runbooks/anti-cheat.md#malformed-lines",
+    }
+    spec = {
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": [{"series": series, "values": "0x39 1x100"}],
+                "alert_rule_test": [
+                    *silent("MmoVoxelAntiCheatMalformedLines", "1m", "9m45s"),
+                    {
+                        "eval_time": "10m",
+                        "alertname": "MmoVoxelAntiCheatMalformedLines",
+                        "exp_alerts": fired({**TARGET_LABELS, "severity": "warning"}, ann),
+                    },
+                    {
+                        "eval_time": "19m45s",
+                        "alertname": "MmoVoxelAntiCheatMalformedLines",
+                        "exp_alerts": fired({**TARGET_LABELS, "severity": "warning"}, ann),
+                    },
+                    # No new one for a whole window: resolved.
+                    *silent("MmoVoxelAntiCheatMalformedLines", "20m", "25m"),
+                ],
+            },
+            {  # none, and a collector restart (7 -> 0) that is no new malformed line: never
+                "interval": "15s",
+                "input_series": [{"series": series, "values": "7x40 0x60"}],
+                "alert_rule_test": silent(
+                    "MmoVoxelAntiCheatMalformedLines", "5m", "10m", "10m15s", "20m"
+                ),
+            },
         ],
     }
     assert_promtool_passes(tmp_path, rules_file, spec)

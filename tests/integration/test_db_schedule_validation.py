@@ -46,6 +46,20 @@ def paths(tmp_path: Path) -> dict:
             id="backup-time-not-a-calendar",
         ),
         pytest.param(
+            {"db_schedule_timezone": "Asia/Tokio"},
+            "Assert db_schedule_timezone names an IANA time zone",
+            r"db_schedule_timezone 'Asia/Tokio' is not an IANA time zone name",
+            id="studio-zone-unknown",
+        ),
+        pytest.param(
+            # The zone is db_schedule_timezone's: a time with a zone of its own is refused.
+            {"db_schedule_check_on_calendar": "Sun *-*-* 03:00:00 UTC"},
+            "Assert every calendar time is a systemd calendar expression",
+            r"db_schedule_check_on_calendar 'Sun \*-\*-\* 03:00:00 UTC' is not a valid systemd"
+            r" calendar expression without a zone \(the zone is db_schedule_timezone, Asia/Tokyo",
+            id="calendar-time-with-its-own-zone",
+        ),
+        pytest.param(
             {"db_schedule_drill_on_calendar": "every sunday"},
             "Assert every calendar time is a systemd calendar expression",
             r"db_schedule_drill_on_calendar 'every sunday' is not a valid systemd calendar",

@@ -215,9 +215,15 @@ def test_deploy_fail_rollback_and_noop(
     assert "Deployed 1.0.0 to localhost" in discord["received"][-1]["body"]["content"]
 
     # v2: a schema migration.
+    recorded = (site["root"] / "server" / "releases.jsonl").stat()
     v2_args = release_args(tmp_path / "migrations-v2", {"0002_create_guilds.sql": MIGRATION_2})
     v2 = run(site, "deploy.yml", ansible_env, "-e", "deploy_version=2.0.0", *v2_args)
     assert v2.returncode == 0, v2.stdout[-6000:]
+    # The history grew in place: a reader holding the file (Alloy's single-file bind mount)
+    # sees the new line, which a rewrite by rename would have hidden from it.
+    grown = (site["root"] / "server" / "releases.jsonl").stat()
+    assert (grown.st_dev, grown.st_ino) == (recorded.st_dev, recorded.st_ino)
+    assert grown.st_size > recorded.st_size
     assert status(site)["version"] == "2.0.0"
     assert status(site)["schema_version"] == 2
     before_v3 = schema(site["db"])

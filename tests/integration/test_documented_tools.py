@@ -81,3 +81,40 @@ def test_incident_report_and_record(tmp_path: Path) -> None:
     assert record.returncode == 0, record.stdout + record.stderr
     today = dt.datetime.now(dt.UTC).date().isoformat()
     assert list((checkout / "operations" / "incidents").glob(f"{today}*.md")), record.stdout
+
+
+def test_incident_commands_of_the_incidents_readme(tmp_path: Path) -> None:
+    """operations/incidents/README.md's three commands, in its order, in a scratch copy."""
+    checkout = scratch_checkout(tmp_path / "checkout")
+    incidents = checkout / "operations" / "incidents"
+    before = {p.name for p in incidents.glob("*.md")}
+    record = run_documented(
+        'operations/tools/incidents.py new --title "Tick rate fell to 12 on eu-1" --severity SEV2'
+        " --service game_server --alert MmoVoxelTickRateLow",
+        cwd=checkout,
+    )
+    assert record.returncode == 0, record.stdout + record.stderr
+    (created,) = {p.name for p in incidents.glob("*.md")} - before
+    text = (incidents / created).read_text()
+    assert 'title: "Tick rate fell to 12 on eu-1"' in text
+    assert 'alert: "MmoVoxelTickRateLow"' in text
+
+    # Freshly made, the record still lacks what only a person knows: validate names it.
+    unfinished = run_documented("operations/tools/incidents.py validate", cwd=checkout)
+    assert unfinished.returncode == 1
+    said = unfinished.stdout + unfinished.stderr
+    assert f"{created}: field 'runbook': missing (required)" in said
+    (incidents / created).write_text(
+        text.replace('runbook: ""', "runbook: operations/runbooks/restart.md")
+    )
+    valid = run_documented("operations/tools/incidents.py validate", cwd=checkout)
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+
+    report = run_documented(
+        "operations/tools/incidents.py report --from 2026-Q1 --to 2026-Q4", cwd=checkout
+    )
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert (
+        "Tick rate fell to 12 on eu-1"
+        in (checkout / "operations" / "reliability" / "reliability-report.md").read_text()
+    )

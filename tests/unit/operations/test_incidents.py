@@ -198,7 +198,7 @@ GOOD = {
     "mitigated": "2026-11-02T09:30:00Z",
     "resolved": "2026-11-02T10:00:00Z",
     "services": "[game_server]",
-    "alert": "tick_rate_low",
+    "alert": "MmoVoxelTickRateLow",
     "runbook": "operations/runbooks/restart.md",
 }
 
@@ -207,6 +207,14 @@ def record_text(**changes: str | None) -> str:
     fields = {**GOOD, **changes}
     lines = [f"{key}: {value}" for key, value in fields.items() if value is not None]
     return "---\n" + "\n".join(lines) + "\n---\n\nbody\n"
+
+
+def test_every_alert_of_the_rules_and_none_are_accepted():
+    alerts = inc.known_alerts()
+    assert "MmoVoxelTickRateLow" in alerts
+    assert "MmoVoxelBackupTooOld" in alerts
+    for alert in [*alerts, '"none: player report"']:
+        assert inc.parse_record(record_text(alert=alert), "x.md").alert == alert.strip('"')
 
 
 def test_the_good_record_is_valid():
@@ -225,6 +233,12 @@ def test_the_good_record_is_valid():
             {"detected": "2026-11-31T09:05:00Z"},
             "field 'detected': '2026-11-31T09:05:00Z' is not a valid date-time",
             id="no-such-day",
+        ),
+        pytest.param(
+            {"alert": "tick_rate_low"},
+            "field 'alert': 'tick_rate_low' is not an alert of the monitoring rules"
+            " (MmoVoxelTickRateLow, MmoVoxelDbLatencyHigh,",
+            id="alert-not-a-rule",
         ),
         pytest.param(
             {"started": "yesterday"},
@@ -343,7 +357,7 @@ def test_new_creates_todays_record_and_never_overwrites(incidents_dir):
     path = incidents_dir / f"{today}.md"
     record = inc.parse_record(
         path.read_text()
-        .replace('alert: ""', "alert: tick_rate_low")
+        .replace('alert: ""', "alert: MmoVoxelTickRateLow")
         .replace('runbook: ""', "runbook: none"),
         str(path),
     )
@@ -375,7 +389,7 @@ def test_new_fills_the_given_fields_and_the_result_validates(incidents_dir):
             "detected": "2026-11-02T09:05:00Z",
             "severity": "SEV2",
             "services": "[game_server, database]",
-            "alert": "db_latency_high",
+            "alert": "MmoVoxelDbLatencyHigh",
             "runbook": "none",
         },
     )

@@ -47,28 +47,33 @@ def test_every_manifest_tool_is_on_the_page(tool: str) -> None:
 
 
 @pytest.mark.parametrize("ident", sorted(MANIFEST["downloads"]))
-def test_every_download_is_listed_with_its_checksum_state(ident: str) -> None:
+def test_every_download_is_listed_with_how_it_is_verified(ident: str) -> None:
     entry = MANIFEST["downloads"][ident]
     row = next(line for line in render.render(MANIFEST).splitlines() if f"| `{ident}` |" in line)
     assert f"{MANIFEST['sources'][entry['source']]}/{entry['path']}" in row
-    if entry["checksum"] == render.PLACEHOLDER:
-        assert "**TO-BE-FILLED**" in row
-    else:
+    if entry.get("checksum"):
         assert entry["checksum"].split(":", 1)[1] in row
+    elif entry.get("checksum_file"):
+        assert f"{MANIFEST['sources'][entry['source']]}/{entry['checksum_file']}" in row
+    else:
+        assert "**a pinned" in row
 
 
 @pytest.mark.parametrize("ident", sorted(MANIFEST["downloads"]))
-def test_manifest_checksums_are_well_formed_or_marked(ident: str) -> None:
-    checksum = MANIFEST["downloads"][ident]["checksum"]
-    assert checksum == render.PLACEHOLDER or re.fullmatch(
-        r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}", checksum
-    ), f"{ident}: {checksum!r}"
+def test_manifest_verification_is_well_formed(ident: str) -> None:
+    entry = MANIFEST["downloads"][ident]
+    assert entry["checksum_algorithm"] in {"sha256", "sha512"}, ident
+    checksum = entry.get("checksum") or ""
+    assert not checksum or re.fullmatch(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}", checksum), (
+        f"{ident}: {checksum!r}"
+    )
 
 
-def test_godot_checksums_are_sha512_as_godot_publishes() -> None:
+def test_godot_is_verified_with_sha512_as_godot_publishes() -> None:
     for ident, entry in MANIFEST["downloads"].items():
-        if entry["source"] == "godot" and entry["checksum"] != render.PLACEHOLDER:
-            assert entry["checksum"].startswith("sha512:"), ident
+        if entry["source"] == "godot":
+            assert entry["checksum_algorithm"] == "sha512", ident
+            assert entry["checksum_file"].endswith("/SHA512-SUMS.txt"), ident
 
 
 def test_every_tool_download_exists() -> None:
@@ -78,14 +83,14 @@ def test_every_tool_download_exists() -> None:
                 assert ident in MANIFEST["downloads"], f"{name}.{os_key} names {ident}"
 
 
-def test_a_filled_checksum_changes_the_page_and_drops_the_warning() -> None:
+def test_a_pinned_checksum_changes_the_page_and_drops_the_note() -> None:
     manifest = copy.deepcopy(MANIFEST)
     for entry in manifest["downloads"].values():
         entry["checksum"] = "sha512:" + "a" * 128
     page = render.render(manifest)
     assert "TO-BE-FILLED" not in page
-    assert "Not installable yet" not in page
-    assert "sha512:`" + "a" * 128 + "`" in page
+    assert "Needs a pinned checksum" not in page
+    assert "pinned sha512:`" + "a" * 128 + "`" in page
 
 
 def test_check_fails_on_a_stale_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
