@@ -227,7 +227,10 @@ def run_game_check(config: dict[str, Any]) -> tuple[bool, str]:
         image, command = find_game_check(game)
     except GameCheckSkipped as exc:
         return True, f"game check skipped: {exc}"
-    except ValueError as exc:
+    except FileNotFoundError:
+        # No engine CLI on this host: no server container either.
+        return True, f"game check skipped: no {game['engine']} on this host"
+    except (ValueError, OSError, subprocess.TimeoutExpired) as exc:
         return False, f"game check: {exc}"
     folder = Path(game["scratch_dir"]) / "world"
     inside = game["mount"].rstrip("/")

@@ -108,3 +108,36 @@ def test_a_run_that_is_not_due_does_nothing_and_a_due_one_runs(
 
     assert job.main([*args, "--hours", "9"]) == 1  # due: the (failing) toolkit ran
     assert json.loads((tmp_path / "status.json").read_text())["backup"]["result"] == "failed"
+
+
+def test_a_host_without_the_engine_skips_the_game_check(tmp_path: Path) -> None:
+    """No docker/podman CLI at all (a host whose server runs elsewhere): said, not a crash."""
+    path = tmp_path / "db-ops.json"
+    path.write_text(
+        json.dumps(
+            {
+                "voxeldb": "/bin/true",
+                "status_file": str(tmp_path / "status.json"),
+                "webhook_file": str(tmp_path / "no-webhook"),
+                "alert_timeout": 1,
+                "host": "game-1",
+                "units": {},
+                "jobs": {"check": []},
+                "game_check": {
+                    "engine": str(tmp_path / "no-such-engine"),
+                    "container": "mmo-voxel-server",
+                    "label": "org.mmo-voxel.db-healthcheck",
+                    "db": str(tmp_path / "world.db"),
+                    "mount": "/data",
+                    "user": "10001:10001",
+                    "timeout": 5,
+                    "scratch_dir": str(tmp_path / "scratch"),
+                },
+            }
+        )
+    )
+
+    assert job.main(["--config", str(path), "run", "check"]) == 0
+
+    detail = json.loads((tmp_path / "status.json").read_text())["check"]["detail"]
+    assert detail.endswith(f"; game check skipped: no {tmp_path / 'no-such-engine'} on this host")
