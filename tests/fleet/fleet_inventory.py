@@ -16,13 +16,14 @@ from pathlib import Path
 
 import yaml
 
-# The settings a container engine inside a test host needs (machine notes); the log options are
-# the role's defaults, kept.
+# The settings a container engine inside a test host needs (machine notes); overlay2 because the
+# engine's store is a volume (fleet_topology.NESTED_ENGINE_OPTIONS); the log options are the
+# role's defaults, kept.
 NESTED_DOCKER_DAEMON = {
     "iptables": False,
     "ip6tables": False,
     "bridge": "none",
-    "storage-driver": "vfs",
+    "storage-driver": "overlay2",
     "log-driver": "local",
     "log-opts": {"max-size": "50m", "max-file": "5"},
     "live-restore": True,

@@ -99,12 +99,12 @@ def build_site(fleet: Fleet, registry: str, mirror: str, ansible_env: dict[str, 
     hosts["game-3"] |= {
         "container_engine_name": "podman",
         # Podman inside a test host (machine notes): runc, cgroupfs, rlimits within the hard
-        # limits, and vfs storage on the host's own overlay file system.
+        # limits; overlay storage on the volume the host keeps for it (fleet_topology).
         "container_engine_podman_containers_conf": {
             "engine": {"runtime": "runc", "cgroup_manager": "cgroupfs"},
             "containers": {"default_ulimits": ["nofile=20000:20000", "nproc=20000:20000"]},
         },
-        "container_engine_podman_storage_driver": "vfs",
+        "container_engine_podman_storage_driver": "overlay",
         # Podman makes its own bridge inside the host and publishes the ports there (as on a
         # real host); the Docker hosts cannot (their nested engine has no bridge).
         "game_server_network_mode": "published",

@@ -31,6 +31,12 @@ NESTED_ENGINE_OPTIONS = [
     "-v=/sys/fs/cgroup:/sys/fs/cgroup:rw",
     "--tmpfs=/run",
     "--tmpfs=/run/lock",
+    # The engines' stores on volumes of their own (this machine's ext4), not on the host's
+    # overlay root: overlay storage works there, where the overlay root allows only vfs, which
+    # copies the whole image for every layer and every container. Removed with the host
+    # (`rm --volumes`).
+    "-v=/var/lib/docker",
+    "-v=/var/lib/containers",
 ]
 
 
