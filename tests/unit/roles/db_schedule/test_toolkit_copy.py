@@ -1,0 +1,75 @@
+"""db_schedule installs the toolkit's modules with one read and a copy of only what differs.
+
+tasks/toolkit_modules.yml reads every installed module with ansible.builtin.find (checksums,
+owner, mode) and copies only those vars/main.yml's db_schedule_pkg_to_copy names. Here that task
+file runs for real against this machine, into a temporary folder: a fresh install copies every
+module; a second run copies none; then, with one module edited by hand, one removed, one with a
+loose mode and one of another owner, `--check` reports exactly those four and a run puts exactly
+those four back.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[4]
+SOURCES = sorted((REPO / "plugins" / "module_utils" / "voxeldb").glob("*.py"))
+PLAYBOOK = """
+- name: Install the toolkit's modules
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: The role's task file
+      ansible.builtin.include_role:
+        name: db_schedule
+        tasks_from: toolkit_modules
+"""
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="installed modules are root's")
+
+
+def install(tmp_path: Path, folder: Path, env: dict, playbook: str, *extra: str) -> list[str]:
+    """Run the task file; the names of the modules it copied (or would copy, in --check)."""
+    book = tmp_path / "toolkit.yml"
+    book.write_text(PLAYBOOK)
+    argv = [playbook, "-i", "localhost,", "-c", "local", str(book), "-v"]
+    done = subprocess.run(
+        [*argv, "-e", f"db_schedule_pkg_dir={folder}", *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-4000:]
+    return sorted(re.findall(r"^changed: \[localhost\] => \(item=(\S+?\.py)\)", done.stdout, re.M))
+
+
+def test_only_the_modules_that_differ_are_copied(
+    tmp_path: Path, ansible_env: dict, ansible_playbook: str
+) -> None:
+    names = [s.name for s in SOURCES]
+    folder = tmp_path / "voxeldb"
+    folder.mkdir()
+    assert install(tmp_path, folder, ansible_env, ansible_playbook) == names
+    assert all((folder / s.name).read_bytes() == s.read_bytes() for s in SOURCES)
+    assert install(tmp_path, folder, ansible_env, ansible_playbook) == []
+
+    edited, missing, loose, foreign = names[:4]
+    with (folder / edited).open("a") as f:
+        f.write("# edited by hand\n")
+    (folder / missing).unlink()
+    (folder / loose).chmod(0o666)
+    os.chown(folder / foreign, 65534, 65534)
+    drifted = sorted([edited, missing, loose, foreign])
+    assert install(tmp_path, folder, ansible_env, ansible_playbook, "--check") == drifted
+    assert not (folder / missing).exists()  # check mode changed nothing
+    assert install(tmp_path, folder, ansible_env, ansible_playbook) == drifted
+    assert install(tmp_path, folder, ansible_env, ansible_playbook) == []
+    assert (folder / loose).stat().st_mode & 0o777 == 0o644
+    assert (folder / foreign).stat().st_uid == 0
