@@ -259,6 +259,20 @@ class Processes:
         self.procs.append((name, proc, log))
         return proc
 
+    def start_alertmanager(self, binary: str, config: Path, port: int, workdir: Path) -> None:
+        """Alertmanager on 127.0.0.1:port, alone (no cluster), its storage under workdir."""
+        self.start(
+            "alertmanager",
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.path={workdir / 'alertmanager'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+            ],
+            workdir,
+        )
+
     def check_alive(self) -> None:
         for name, proc, log in self.procs:
             assert proc.poll() is None, f"{name} exited:\n{log.read_text()[-3000:]}"

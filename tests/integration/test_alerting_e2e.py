@@ -116,16 +116,8 @@ def stack(
             ],
             tmp_path,
         )
-        procs.start(
-            "alertmanager",
-            [
-                str(ALERTMANAGER),
-                f"--config.file={files['alertmanager']}",
-                f"--storage.path={tmp_path / 'alertmanager'}",
-                f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
-                "--cluster.listen-address=",
-            ],
-            tmp_path,
+        procs.start_alertmanager(
+            str(ALERTMANAGER), files["alertmanager"], ports["alertmanager"], tmp_path
         )
         procs.start(
             "prometheus",

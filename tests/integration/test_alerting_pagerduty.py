@@ -77,17 +77,7 @@ def alertmanager(
     amtool_check(conf)
     procs = Processes()
     try:
-        procs.start(
-            "alertmanager",
-            [
-                str(ALERTMANAGER),
-                f"--config.file={conf}",
-                f"--storage.path={tmp_path / 'alertmanager'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",
-            ],
-            tmp_path,
-        )
+        procs.start_alertmanager(str(ALERTMANAGER), conf, port, tmp_path)
         yield {
             "url": f"http://127.0.0.1:{port}",
             "discord": discord,
