@@ -4,8 +4,9 @@
 One generated WAL database (bench_db_backup.py's generator, --size-mib), then rounds of
 `create_backup(force=True)` with this tree's plugins/module_utils/voxeldb/backup.py and with the
 one of --against (a git revision), alternating which goes first, each in a fresh process after
-`os.sync()`; after each run a durable `cp` + fsync of the same file for the ratio. No writer (the
-full bench, bench_db_backup.py, measures the writer's stalls). Usage:
+`os.sync()`; after each run a durable `cp` + fsync of the same file for the ratio. Each run also
+prints the seconds spent in the pipeline's parts (copy, describe, check, hash, fsync, publish).
+No writer (the full bench, bench_db_backup.py, measures the writer's stalls). Usage:
 
     .venv/bin/python bench/bench_backup_ab.py --against 3f06d2e [--rounds 3] [--size-mib 1024]
 
@@ -38,10 +39,26 @@ spec = importlib.util.spec_from_file_location("backup_under_test", {module!r})
 module = importlib.util.module_from_spec(spec)
 sys.modules["backup_under_test"] = module
 spec.loader.exec_module(module)
+phases = {{}}
+def timed(name, function):
+    def wrapper(*args, **kwargs):
+        begun = time.monotonic()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            phases[name] = phases.get(name, 0.0) + time.monotonic() - begun
+    return wrapper
+# Where the time goes: the pipeline's parts, by the names this revision's backup.py calls them
+# (the check, the hash and the fsync run side by side, so their sum exceeds the whole).
+for name in ("copy_database", "describe_image", "sha256_file", "fsync_file", "_publish"):
+    if hasattr(module, name):
+        setattr(module, name, timed(name, getattr(module, name)))
+module.mf.run_integrity_check = timed("integrity_check", module.mf.run_integrity_check)
 os.sync()
 started = time.monotonic()
 module.create_backup({db!r}, {out!r}, force=True)
 print(time.monotonic() - started)
+print(" ".join(f"{{k}}={{v:.2f}}" for k, v in phases.items()))
 """
 
 
@@ -88,10 +105,14 @@ def main() -> int:
                 run = subprocess.run(
                     [sys.executable, "-c", code], capture_output=True, text=True, check=True
                 )
-                times[name].append(float(run.stdout.strip()))
+                total, parts = run.stdout.strip().splitlines()
+                times[name].append(float(total))
                 shutil.rmtree(out)
                 copies.append(durable_copy(db, work / "copy.db"))
-                print(f"round {n + 1} {name}: {times[name][-1]:.2f} s, cp+fsync {copies[-1]:.2f} s")
+                print(
+                    f"round {n + 1} {name}: {times[name][-1]:.2f} s ({parts}), "
+                    f"cp+fsync {copies[-1]:.2f} s"
+                )
         cp = statistics.median(copies)
         print(f"cp + fsync median {cp:.2f} s")
         for name, values in times.items():

@@ -39,12 +39,15 @@ options:
     required: true
   method:
     description:
-      - C(backup) is the SQLite online backup API in one pass (the default, see bench/README.md);
+      - C(snapshot) (the default, see bench/README.md) copies the database file under one read
+        transaction once a checkpoint has backfilled the whole WAL, hashing it as it is written; it
+        falls back to C(backup) when the WAL is never fully backfilled (the manifest records the
+        method used). C(backup) is the SQLite online backup API in one pass;
         C(stepped) copies O(step_pages) pages per step (restarts when the source is written);
         C(vacuum) uses C(VACUUM INTO) (compacts the copy).
     type: str
-    choices: [backup, stepped, vacuum]
-    default: backup
+    choices: [snapshot, backup, stepped, vacuum]
+    default: snapshot
   step_pages:
     description: Pages per step for O(method=stepped).
     type: int
@@ -213,8 +216,8 @@ def main() -> None:
             "backup_dir": {"type": "path", "required": True},
             "method": {
                 "type": "str",
-                "choices": ["backup", "stepped", "vacuum"],
-                "default": "backup",
+                "choices": ["snapshot", "backup", "stepped", "vacuum"],
+                "default": "snapshot",
             },
             "step_pages": {"type": "int", "default": 4096},
             "check": {"type": "str", "choices": ["quick", "full"], "default": "quick"},

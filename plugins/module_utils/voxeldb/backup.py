@@ -5,11 +5,13 @@ leaving anything that looks like a finished backup:
 
 1. refuse a database that holds no tables (a 0-byte or fresh file: it would become the newest
    backup a restore picks) or none of the expected tables, unless ``allow_empty``;
-2. copy the database with SQLite itself (backup API in one pass or in steps, or ``VACUUM INTO``)
-   into a temporary file ``.voxeldb-tmp-*`` in the backup directory;
-3. switch the copy to ``journal_mode=DELETE`` (it is a single self-contained file) and verify it
+2. copy a consistent image of the database into a temporary file ``.voxeldb-tmp-*`` in the
+   backup directory: by default the file under one read transaction, hashed while it is written
+   (``snapshot.py``), else with SQLite's backup API (in one pass or in steps) or ``VACUUM INTO``;
+3. make the copy a ``journal_mode=DELETE`` file (a single self-contained file) and verify it
    with ``quick_check`` or ``integrity_check``;
-4. checksum it and, when asked, compress it into a second temporary file; fsync it;
+4. checksum it (unless the copy did) and, when asked, compress it into a second temporary file;
+   fsync it;
 5. write the manifest (sha256, size, time, source, SQLite version, schema version, page count)
    to a temporary file too, and fsync it;
 6. rename the data file to its final name, fsync the directory, then rename the manifest to its
@@ -66,10 +68,12 @@ from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.retention im
     RetentionPolicy,
     select_retention,
 )
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.snapshot import snapshot_copy
 
-METHODS = ("backup", "stepped", "vacuum")
-#: The default method, chosen from bench/bench_db_backup.py (see bench/README.md).
-DEFAULT_METHOD = "backup"
+METHODS = ("snapshot", "backup", "stepped", "vacuum")
+#: The default method, chosen from bench/bench_db_backup.py and bench/bench_backup_ab.py (see
+#: bench/README.md). ``snapshot`` falls back to ``backup`` when the WAL is never quiet.
+DEFAULT_METHOD = "snapshot"
 LOCK_NAME = mf.LOCK_FILE
 #: The named points of a backup (and of retention) where ``fsutil.fault_point`` can kill the
 #: process in tests, in the order a backup reaches them. ``compressed`` is reached only with
@@ -136,6 +140,14 @@ def remove_stale_temps(directory: Path) -> list[str]:
     return sorted(removed)
 
 
+@dataclasses.dataclass(frozen=True)
+class Copy:
+    """What ``copy_database`` made: the method that made it, and its sha256 if it hashed it."""
+
+    method: str
+    sha256: str | None = None
+
+
 def copy_database(
     db_path: Path,
     target: Path,
@@ -144,16 +156,21 @@ def copy_database(
     step_pages: int = 4096,
     step_sleep: float = 0.0,
     busy_timeout: float = 30.0,
-) -> None:
+) -> Copy:
     """Make a consistent copy of the (possibly live) database at ``db_path`` into ``target``."""
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    if method == "snapshot":
+        digest = snapshot_copy(db_path, target, busy_timeout=busy_timeout)
+        if digest is not None:
+            return Copy(method, digest)
+        method = "backup"  # the WAL was never quiet: the backup API copies under any load
     source = sqlite3.connect(db_path, timeout=busy_timeout)
     try:
         if method == "vacuum":
             target.unlink(missing_ok=True)
             source.execute("VACUUM INTO ?", (str(target),))
-            return
+            return Copy(method)
         dest = sqlite3.connect(target)
         try:
             # The copy is a temporary file that is fsynced once it is complete: no journal and
@@ -166,6 +183,7 @@ def copy_database(
             dest.close()
     finally:
         source.close()
+    return Copy(method)
 
 
 def describe_image(path: Path) -> dict[str, Any]:
@@ -185,6 +203,13 @@ def describe_image(path: Path) -> dict[str, Any]:
         }
     finally:
         conn.close()
+
+
+def image_sha256(db_path: Path, target: Path, method: str, step_pages: int = 4096) -> str:
+    """sha256 of the database's consistent image, in the form a backup by ``method`` stores it."""
+    copy = copy_database(db_path, target, method, step_pages=step_pages)
+    describe_image(target)
+    return copy.sha256 or sha256_file(target)
 
 
 def source_journal_mode(db_path: Path) -> str:
@@ -377,7 +402,7 @@ def _write_backup(
     # Removed on any failure: temporaries, and the data file if its manifest never got its name.
     leftovers = [raw]
     try:
-        facts, db_sha = _verified_image(db, raw, options)
+        facts, db_sha, method = _verified_image(db, raw, options)
         fault_point("verified")
         if same_as is not None and same_as.data["db_sha256"] == db_sha:
             return None
@@ -395,7 +420,7 @@ def _write_backup(
             "source": str(db),
             "source_journal_mode": source_journal_mode(db),
             "sqlite_version": sqlite3.sqlite_version,
-            "method": options.method,
+            "method": method,
             "check": options.check,
             "compression": options.compression,
             "duration_ms": int((time.monotonic() - started) * 1000),
@@ -411,24 +436,25 @@ def _write_backup(
     return summary
 
 
-def _verified_image(db: Path, raw: Path, options: BackupOptions) -> tuple[dict[str, Any], str]:
-    """Copy ``db`` to ``raw`` and verify the copy; return its facts and its sha256."""
+def _verified_image(db: Path, raw: Path, options: BackupOptions) -> tuple[dict[str, Any], str, str]:
+    """Copy ``db`` to ``raw`` and verify the copy; return its facts, sha256 and copy method."""
     directory = raw.parent
     with reported(BackupError, db=db, writing=raw, doing=f"copying {db} into {directory}"):
-        copy_database(
+        copy = copy_database(
             db, raw, options.method, step_pages=options.step_pages, step_sleep=options.step_sleep
         )
     fault_point("copied")
     with reported(BackupError, db=raw, doing=f"checking the copy of {db}"):
         facts = describe_image(raw)
-        # Both read the whole copy and release the GIL: hash in a thread while SQLite checks.
+        # Both read the whole copy and release the GIL: hash in a thread while SQLite checks
+        # (a snapshot copy hashed what it wrote: describe_image leaves its bytes as they are).
         # Uncompressed, the copy is the backup's data file: its writeback starts now too, under
         # that CPU work (_pack's fsync, which the manifest still waits for, then finds it clean).
         with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-            hashing = pool.submit(sha256_file, raw)
+            hashing = pool.submit(sha256_file, raw) if copy.sha256 is None else None
             flushing = pool.submit(fsync_file, raw) if options.compression == "none" else None
             problems = mf.run_integrity_check(raw, options.check)
-            db_sha = hashing.result()
+            db_sha = copy.sha256 if hashing is None else hashing.result()
             if flushing is not None:
                 flushing.result()
     if problems:
@@ -439,7 +465,7 @@ def _verified_image(db: Path, raw: Path, options: BackupOptions) -> tuple[dict[s
     refusal = options.refusal(facts.pop("tables"), f"the copy of database {db}")
     if refusal:
         raise BackupError(refusal)
-    return facts, db_sha
+    return facts, db_sha, copy.method
 
 
 def _pack(
@@ -522,9 +548,7 @@ def _plan_backup(
         return
     with tempfile.TemporaryDirectory(prefix="voxeldb-check-") as work:
         raw = Path(work) / "image.db"
-        copy_database(db, raw, options.method, step_pages=options.step_pages)
-        describe_image(raw)
-        same = sha256_file(raw) == newest.data["db_sha256"]
+        same = image_sha256(db, raw, options.method, options.step_pages) == newest.data["db_sha256"]
     result["changed"] = not same
     result["would_backup"] = not same
     result["backup"] = newest.summary()

@@ -2,7 +2,7 @@
 
 Usage::
 
-    scripts/voxeldb backup  --db DB --backup-dir DIR [--method backup|stepped|vacuum]
+    scripts/voxeldb backup  --db DB --backup-dir DIR [--method snapshot|backup|stepped|vacuum]
                             [--check quick|full] [--compression none|gzip|zstd] [--force]
                             [--expected-table NAME ...] [--allow-empty]
                             [--retention [--keep-last N --keep-daily N --keep-weekly N

@@ -30,9 +30,9 @@ from typing import Any
 
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb import manifest as mf
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.backup import (
-    copy_database,
-    describe_image,
+    DEFAULT_METHOD,
     dir_lock,
+    image_sha256,
     remove_stale_temps,
 )
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.errors import (
@@ -50,6 +50,9 @@ from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.fsutil impor
     sha256_file,
     temp_path,
     utc_now,
+)
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.snapshot import (
+    set_journal_format,
 )
 
 SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
@@ -79,16 +82,6 @@ def choose_backup(
         when = f" taken at or before {before.isoformat()}" if before else ""
         raise InputError(f"no backup{when} found")
     return candidates, False
-
-
-def image_sha256(db: Path, work_dir: str) -> str:
-    """sha256 of the database's consistent image in the form backups store it."""
-    raw = Path(work_dir) / "current.db"
-    copy_database(db, raw, "backup")
-    describe_image(raw)
-    digest = sha256_file(raw)
-    raw.unlink()
-    return digest
 
 
 def _validate(
@@ -173,12 +166,9 @@ def _prepare(chosen: mf.Manifest, db: Path, prepared: Path) -> None:
         mf.decompress_to(chosen.data_path, chosen.compression, prepared)
     if sha256_file(prepared) != chosen.data["db_sha256"]:
         raise BackupError(f"the copy of backup {chosen.name} does not match its db_sha256")
-    mode = chosen.data.get("source_journal_mode", "wal")
-    conn = sqlite3.connect(prepared)
-    try:
-        conn.execute(f"PRAGMA journal_mode={'WAL' if mode == 'wal' else 'DELETE'}").fetchone()
-    finally:
-        conn.close()
+    # Every image is a rollback-journal file (describe_image, snapshot_copy); a WAL source gets
+    # its mode back with the two header bytes that say so.
+    set_journal_format(prepared, wal=chosen.data.get("source_journal_mode", "wal") == "wal")
     for side in SIDE_SUFFIXES:
         Path(f"{prepared}{side}").unlink(missing_ok=True)
     if db.exists():
@@ -244,7 +234,11 @@ def restore_backup(
                 for f in failed
             ]
         try:
-            current = image_sha256(db, work) if db.exists() else None
+            # The image as the chosen backup's method makes it: the same content, the same bytes.
+            method = chosen.data.get("method", DEFAULT_METHOD)
+            raw = Path(work) / "current.db"
+            current = image_sha256(db, raw, method) if db.exists() else None
+            raw.unlink(missing_ok=True)
         except sqlite3.DatabaseError:
             current = None  # a damaged database is never "already restored"
         if current == chosen.data["db_sha256"]:

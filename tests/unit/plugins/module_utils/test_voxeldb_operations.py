@@ -12,6 +12,7 @@ from vdb_unit_helpers import dump, make_world
 
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb import manifest as mf
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.backup import (
+    METHODS,
     create_backup,
     prune,
 )
@@ -41,7 +42,7 @@ def touch_db(db, value="x"):
     conn.close()
 
 
-@pytest.mark.parametrize("method", ["backup", "stepped", "vacuum"])
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("compression", ["none", "gzip"])
 def test_backup_methods_make_verified_restorable_copies(tmp_path, world, method, compression):
     backups = tmp_path / "backups"
