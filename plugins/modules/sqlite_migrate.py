@@ -38,8 +38,15 @@ options:
   target:
     description:
       - Version to migrate up or down to; C(0) undoes every migration.
-      - Default the newest migration file.
+      - Default the newest migration file (of O(migrations_dir), 0 when it holds none).
     type: int
+  down_migrations_dir:
+    description:
+      - Where the down sections come from when the database is above the target - the files of
+        the version that applied those migrations. A rollback to an older image needs it: the
+        older image does not carry the newer migrations. With it, the target defaults to the
+        newest file of O(migrations_dir), 0 when it holds none.
+    type: path
 attributes:
   check_mode:
     support: full
@@ -62,6 +69,11 @@ EXAMPLES = r"""
     db_path: /srv/mmo_voxel/database/world.db
     migrations_dir: /opt/mmo_voxel/server/migrations
     target: 3
+- name: Bring the world to the new image's schema, up or down (a rollback deploy)
+  mmo_voxel.ops.sqlite_migrate:
+    db_path: /srv/mmo_voxel/database/world.db
+    migrations_dir: /srv/mmo_voxel/migrations/1.4.1
+    down_migrations_dir: /srv/mmo_voxel/migrations/1.5.0
 """
 
 RETURN = r"""
@@ -115,6 +127,7 @@ def main() -> None:
             "db_path": {"type": "path", "required": True},
             "migrations_dir": {"type": "path", "required": True},
             "target": {"type": "int"},
+            "down_migrations_dir": {"type": "path"},
         },
         supports_check_mode=True,
     )
@@ -125,6 +138,7 @@ def main() -> None:
             params["db_path"],
             params["migrations_dir"],
             target=params["target"],
+            down_migrations_dir=params["down_migrations_dir"],
             check_mode=module.check_mode,
         )
         if module._diff and result["changed"]:

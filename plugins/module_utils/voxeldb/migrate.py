@@ -470,18 +470,29 @@ def migrate(
     migrations_dir: str | os.PathLike[str],
     *,
     target: int | None = None,
+    down_migrations_dir: str | os.PathLike[str] | None = None,
     check_mode: bool = False,
     busy_timeout: float = 30.0,
 ) -> dict[str, Any]:
-    """Bring ``db_path`` to ``target`` (newest file when None); return a result dict."""
+    """Bring ``db_path`` to ``target`` (newest file when None); return a result dict.
+
+    With ``down_migrations_dir`` the target defaults to the newest file of ``migrations_dir``
+    (0 when it holds none), and a database above it goes down with the files of
+    ``down_migrations_dir``: a rollback's older image does not carry the down sections of the
+    migrations the newer version applied, the running version's files do.
+    """
     db = require_sqlite_file(Path(db_path).expanduser(), "database")
     migrations = load_migrations(migrations_dir)
     if target is not None and (isinstance(target, bool) or target < 0):
         raise InputError(f"target must be a version >= 0, not {target!r}")
+    if down_migrations_dir is not None and target is None:
+        target = max((m.version for m in migrations), default=0)
     conn = sqlite3.connect(db, timeout=busy_timeout, isolation_level=None)
     try:
         conn.execute("PRAGMA foreign_keys=OFF")
         applied = applied_migrations(conn)
+        if down_migrations_dir is not None and max(applied, default=0) > (target or 0):
+            migrations = load_migrations(down_migrations_dir)
         direction, todo = plan_migrations(migrations, applied, target)
         before = max(applied, default=0)
         result: dict[str, Any] = {

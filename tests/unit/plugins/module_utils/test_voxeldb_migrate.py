@@ -207,3 +207,62 @@ def test_reference_migration_parses_and_builds_the_contract_schema(tmp_path):
     mg.run_migration(conn, only, "down")
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert names == {"schema_migrations"}
+
+
+def versions_dirs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A world at version 2 (applied from the newer image's files), and the older image's files."""
+    newer, older = tmp_path / "1.5.0", tmp_path / "1.4.1"
+    newer.mkdir()
+    older.mkdir()
+    for folder in (newer, older):
+        write(folder, "0001_t1.sql", "CREATE TABLE t1 (x);", "DROP TABLE t1;")
+    write(newer, "0002_t2.sql", "CREATE TABLE t2 (x);", "DROP TABLE t2;")
+    db = tmp_path / "world.db"
+    sqlite3.connect(db).close()
+    assert mg.migrate(db, newer)["version_after"] == 2
+    return db, newer, older
+
+
+def tables(db: Path) -> set[str]:
+    conn = sqlite3.connect(db)
+    try:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        conn.close()
+
+
+def test_a_rollback_goes_down_with_the_running_versions_files(tmp_path):
+    db, newer, older = versions_dirs(tmp_path)
+    # Without them the older image's files cannot undo version 2: refused, nothing changes.
+    with pytest.raises(MigrationError, match=r"migration 2 \(t2\) is applied but its file"):
+        mg.migrate(db, older)
+    result = mg.migrate(db, older, down_migrations_dir=newer)
+    assert (result["direction"], result["version_after"]) == ("down", 1)
+    assert result["pending"] == ["0002_t2"]
+    assert tables(db) == {"schema_migrations", "t1"}
+    again = mg.migrate(db, older, down_migrations_dir=newer)
+    assert again["changed"] is False
+
+
+def test_an_image_without_migrations_takes_the_world_down_to_zero(tmp_path):
+    db, newer, _ = versions_dirs(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    planned = mg.migrate(db, empty, down_migrations_dir=newer, check_mode=True)
+    assert (planned["version_after"], planned["pending"]) == (0, ["0002_t2", "0001_t1"])
+    assert tables(db) == {"schema_migrations", "t1", "t2"}  # check mode ran nothing
+    assert mg.migrate(db, empty, down_migrations_dir=newer)["version_after"] == 0
+
+
+def test_going_up_never_reads_the_down_directory(tmp_path):
+    db, newer, older = versions_dirs(tmp_path)
+    mg.migrate(db, older, down_migrations_dir=newer)
+    result = mg.migrate(db, newer, down_migrations_dir=tmp_path / "no-such-dir")
+    assert (result["direction"], result["version_after"]) == ("up", 2)
+
+
+def test_a_missing_down_directory_is_named_when_it_is_needed(tmp_path):
+    db, _, older = versions_dirs(tmp_path)
+    with pytest.raises(InputError, match="no-such-dir"):
+        mg.migrate(db, older, down_migrations_dir=tmp_path / "no-such-dir")
+    assert tables(db) == {"schema_migrations", "t1", "t2"}
