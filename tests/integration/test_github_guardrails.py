@@ -8,6 +8,7 @@ the PUT body), and records every request. The playbook runs for real (ansible-pl
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -57,6 +58,7 @@ class FakeGitHub:
     token: str = TOKEN
     protection: dict[str, Any] | None = None
     two_factor: bool | None = True
+    read_only: bool = False  # the token may read the repository but not administer it
     requests: list[Recorded] = field(default_factory=list)
     url: str = ""
 
@@ -133,6 +135,8 @@ def make_handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                     self.reply(404, {"message": "Branch not protected", "status": "404"})
                 else:
                     self.reply(200, state.as_github_returns_it())
+            elif self.path == PROTECTION_PATH and self.command == "PUT" and state.read_only:
+                self.reply(403, {"message": "Resource not accessible by personal access token"})
             elif self.path == PROTECTION_PATH and self.command == "PUT":
                 state.protection = body
                 self.reply(200, state.as_github_returns_it())
@@ -340,3 +344,88 @@ def test_an_unreadable_2fa_setting_is_reported(github, run):
     result = run(github_guardrails_org_2fa="warn")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "The token cannot see whether organisation" in result.stdout
+
+
+def test_check_diff_shows_before_and_after_of_what_differs_and_puts_nothing(github, run):
+    github.protection = {**EXPECTED_PUT, "allow_force_pushes": True}
+    result = run("--check", "--diff")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert recap(result)["changed"] == 1
+    assert re.search(r"^-\s+allow_force_pushes: true$", result.stdout, re.MULTILINE)
+    assert re.search(r"^\+\s+allow_force_pushes: false$", result.stdout, re.MULTILINE)
+    # The keys left as they are stay out of the diff.
+    assert not re.search(r"^[-+ ]\s+enforce_admins:", result.stdout, re.MULTILINE)
+    assert github.puts() == []
+    assert {r.method for r in github.requests} == {"GET"}
+
+
+def test_check_mode_on_a_converged_repository_changes_nothing(github, run):
+    github.protection = json.loads(json.dumps(EXPECTED_PUT))
+    result = run("--check", "--diff")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert recap(result)["changed"] == 0
+    assert "branch main: protection as declared" in result.stdout
+    assert github.puts() == []
+
+
+def test_a_repository_the_token_cannot_see_gives_a_clear_error(github, run):
+    result = run(github_guardrails_repo="no-such-repo")
+    assert result.returncode == 2
+    assert "HTTP 404, no such repository or branch, or the token cannot see it" in result.stdout
+    assert "(Not Found)" in result.stdout
+    assert github.puts() == []
+
+
+def test_a_token_that_may_not_administer_gives_a_clear_error(github, run):
+    github.read_only = True
+    result = run()
+    assert result.returncode == 2
+    assert "HTTP 403, the token may not administer this repository" in result.stdout
+    assert "Resource not accessible by personal access token" in result.stdout
+    assert github.protection is None
+    assert TOKEN not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            {"github_guardrails_api_url": "ftp://example.com"},
+            "github_guardrails_api_url: 'ftp://example.com' is not an http(s):// URL",
+        ),
+        (
+            {"github_guardrails_required_checks": []},
+            "github_guardrails_required_checks: name at least one status check",
+        ),
+        ({"github_guardrails_repo": " "}, "github_guardrails_repo: empty"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_variable_before_any_request(github, run, extra, message):
+    result = run(**extra)
+    assert result.returncode == 2
+    assert message in result.stdout
+    assert github.requests == []
+
+
+@pytest.mark.parametrize(
+    ("module", "shown"),
+    [
+        ("github_branch_protection", "required_approving_review_count"),
+        ("github_org_two_factor_info", "two_factor_requirement_enabled"),
+    ],
+)
+def test_ansible_doc_renders_the_modules(repo, ansible_env, ansible_playbook, module, shown):
+    """docs/hardening.md points to ansible-doc: every part of the documentation must parse."""
+    result = subprocess.run(
+        [str(Path(ansible_playbook).with_name("ansible-doc")), f"mmo_voxel.ops.{module}"],
+        cwd=repo,
+        env=ansible_env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr  # a part that does not parse is skipped with a warning
+    for part in ("OPTIONS", "EXAMPLES", "RETURN VALUES", shown):
+        assert part in result.stdout
