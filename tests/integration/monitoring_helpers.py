@@ -89,13 +89,15 @@ class FakeStatusServer:
 
     ``doc`` is served as JSON; ``mode`` is ``ok``, ``hang`` (accepts, never answers within the
     collector's timeout), ``error`` (HTTP 500) or ``garbage`` (not JSON). ``stop()`` closes the
-    port: connections are then refused, as from a crashed server.
+    port: connections are then refused, as from a crashed server. ``held`` counts the requests
+    a hang holds unanswered right now (a client that returned meanwhile gave up by itself).
     """
 
     def __init__(self, doc: dict[str, object] | None = None) -> None:
         self.doc: dict[str, object] = dict(doc or {})
         self.mode = "ok"
         self.requests = 0
+        self.held = 0
         self._release = threading.Event()
         fake = self
 
@@ -103,7 +105,11 @@ class FakeStatusServer:
             def do_GET(self) -> None:
                 fake.requests += 1
                 if fake.mode == "hang":
-                    fake._release.wait(10)
+                    fake.held += 1
+                    try:
+                        fake._release.wait(10)
+                    finally:
+                        fake.held -= 1
                     return
                 if fake.mode == "error":
                     body, code = b'{"error": "boom"}', 500
