@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 
 import yaml
+from polling import wait_until
+from system_tools import docker
 
 REPO = Path(__file__).resolve().parent.parent
 _PLATFORM = yaml.safe_load((REPO / ".config" / "molecule" / "config.yml").read_text())["platforms"][
@@ -24,6 +26,9 @@ IMAGE = os.environ.get("MOLECULE_IMAGE") or re.sub(r"^\$\{\w+:-(.*)\}$", r"\1", 
 # (scripts/ensure-test-images makes both).
 BARE_IMAGE = "mmo-voxel/debian12-systemd:latest"
 COMMAND = _PLATFORM["command"]
+# `systemctl is-system-running` once the boot is over. degraded: some unit of the image failed
+# (no console, no kernel modules); sshd, the engines and the roles' services do not depend on them.
+BOOTED = ("running", "degraded")
 
 
 def docker_run_options(extra_capabilities: tuple[str, ...] = ()) -> list[str]:
@@ -35,3 +40,20 @@ def docker_run_options(extra_capabilities: tuple[str, ...] = ()) -> list[str]:
     opts += [f"-v={volume}" for volume in _PLATFORM.get("volumes", [])]
     opts += [f"--tmpfs={path}" for path in _PLATFORM.get("tmpfs", [])]
     return opts
+
+
+def wait_for_boot(container: str, timeout: float) -> str:
+    """Wait until systemd in the running container has finished booting; return its state."""
+
+    def state() -> str:
+        return docker(
+            "exec", container, "systemctl", "is-system-running", check=False
+        ).stdout.strip()
+
+    def booted() -> str | None:
+        now = state()
+        return now if now in BOOTED else None
+
+    return wait_until(
+        booted, timeout, f"systemd in {container} to finish booting", interval=0.5, context=state
+    )

@@ -16,6 +16,7 @@ import time
 
 import pytest
 from db_fault_helpers import MIGRATIONS, REPO, dump, make_region_world, make_world
+from polling import wait_until
 
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb import manifest as mf
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.backup import (
@@ -68,13 +69,14 @@ def backup_cmd(db, backups, compression):
 
 def wait_for_new_temp(backups, proc, before: set[str]) -> float:
     """Wait until the backup run made a new temporary file (or ended); return that moment."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        if any(
+
+    def made_or_ended() -> bool:
+        return proc.poll() is not None or any(
             p.name.startswith(".voxeldb-tmp-") and p.name not in before for p in backups.iterdir()
-        ):
-            break
-        time.sleep(0.001)
+        )
+
+    # A short interval: the kills are placed relative to this moment, so it is seen early.
+    wait_until(made_or_ended, 30, "a new temporary file or the run's end", interval=0.001)
     return time.monotonic()
 
 
@@ -204,6 +206,7 @@ def test_backup_killed_at_random_moments_never_looks_finished(tmp_path):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        # The sleeps are the fault: they pick the moment of the kill, not a wait for anything.
         if attempt % 5 == 0:  # now and then anywhere, start-up and lock included
             time.sleep(rng.uniform(0, 0.3))
         else:
@@ -242,7 +245,7 @@ def test_restore_killed_at_random_moments_leaves_old_or_new_database(tmp_path):
         old = dump(db)
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_new_temp(db.parent, proc, {p.name for p in db.parent.iterdir()})
-        time.sleep(rng.uniform(0, phase * 1.2))
+        time.sleep(rng.uniform(0, phase * 1.2))  # the fault: picks the moment of the kill
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert db.exists(), f"attempt {attempt}: the database path vanished"
@@ -437,7 +440,7 @@ while True:
     )
     conn.execute("INSERT INTO ledger VALUES (?, 2)", (txn,))
     conn.execute("COMMIT")
-    time.sleep(0.002)
+    time.sleep(0.002)  # a steady writer: the backups run between its transactions
 """
 
 
@@ -452,7 +455,7 @@ def test_backups_taken_during_writes_are_consistent_snapshots(tmp_path, method):
         assert writer.stdout.readline().strip() == "ready"
         names = []
         for _ in range(8):
-            time.sleep(0.05)
+            time.sleep(0.05)  # the writer runs on between two backups: each catches other txns
             names.append(create_backup(db, backups, method=method, check="full")["backup"]["name"])
     finally:
         writer.kill()

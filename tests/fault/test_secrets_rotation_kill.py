@@ -155,7 +155,7 @@ def test_rotation_killed_at_random_moments_leaves_every_file_whole(tmp_path):
     for step in range(ITERATIONS):
         context = f"seed {seed}, step {step}"
         proc = start_module(tree, next_args(tree, carol, step), work)
-        time.sleep(rng.uniform(0.0, span))
+        time.sleep(rng.uniform(0.0, span))  # the fault: picks the moment of the kill
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             killed_midway += 1

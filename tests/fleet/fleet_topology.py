@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from systemd_instance import COMMAND, IMAGE, docker_run_options
+from polling import wait_until
+from systemd_instance import COMMAND, IMAGE, docker_run_options, wait_for_boot
 
 # What a container engine inside a test host needs to run containers (machine notes): the
 # containers it runs use the host's network, so the engine makes no bridge and no iptables.
@@ -143,7 +143,7 @@ def start_fleet(workdir: Path, nested: list[str], plain: list[str], prefix: str)
         ).stdout.strip()
         fleet.hosts[name] = Host(name=name, container=container, address=address)
     for host in fleet.hosts.values():
-        _wait_for_systemd(host)
+        wait_for_boot(host.container, timeout=90)
         # The image keeps the services of the roles' packages disabled; sshd is what a new
         # server has running, so it is started here, with the key root was given at creation.
         docker(
@@ -163,27 +163,16 @@ def start_fleet(workdir: Path, nested: list[str], plain: list[str], prefix: str)
     return fleet
 
 
-def _wait_for_systemd(host: Host, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = host.exec("systemctl", "is-system-running", check=False).stdout.strip()
-        # degraded: some unit of the image failed (no console, no kernel modules); sshd and the
-        # engines do not depend on them.
-        if state in ("running", "degraded"):
-            return
-        time.sleep(1)
-    raise AssertionError(f"{host.name}: systemd did not finish booting within {timeout} s")
-
-
 def _scan(host: Host) -> str:
-    for _ in range(30):
+    def host_keys() -> str:
         found = subprocess.run(
             ["ssh-keyscan", "-T", "5", host.address], capture_output=True, text=True, check=False
         ).stdout
-        if found.strip():
-            return found
-        time.sleep(1)
-    raise AssertionError(f"{host.name}: sshd at {host.address} gave no host key")
+        return found if found.strip() else ""
+
+    return wait_until(
+        host_keys, 120, f"{host.name}: a host key from sshd at {host.address}", interval=1
+    )
 
 
 def unique_prefix() -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 
 import pytest
 from fleet_site import (
@@ -46,6 +45,7 @@ from fleet_site import (
     status,
 )
 from fleet_topology import unique_prefix
+from polling import wait_until
 from reference_release import MIGRATION_2
 
 pytestmark = [
@@ -177,17 +177,19 @@ COMPOSE = {
 
 def healthy_version(site: dict, host: str, timeout: float = 60) -> str:
     """The version /status reports once the server answers healthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            answer = status(site, host)
-            if answer["healthy"]:
-                return answer["version"]
-        except (subprocess.CalledProcessError, json.JSONDecodeError):
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"{host}: the compose project's server never answered healthy")
-        time.sleep(1)
+
+    def version_when_healthy() -> str | None:
+        answer = status(site, host)
+        return answer["version"] if answer["healthy"] else None
+
+    return wait_until(
+        version_when_healthy,
+        timeout,
+        f"{host}: the compose project's server to answer healthy",
+        interval=1,
+        # Not answering yet, or not with JSON.
+        ignoring=(subprocess.CalledProcessError, json.JSONDecodeError),
+    )
 
 
 def test_the_compose_project_each_host_gets_runs_as_documented(fleet: dict) -> None:

@@ -16,13 +16,13 @@ import signal
 import sqlite3
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import yaml
+from polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "monitoring"
@@ -89,13 +89,15 @@ class FakeStatusServer:
 
     ``doc`` is served as JSON; ``mode`` is ``ok``, ``hang`` (accepts, never answers within the
     collector's timeout), ``error`` (HTTP 500) or ``garbage`` (not JSON). ``stop()`` closes the
-    port: connections are then refused, as from a crashed server.
+    port: connections are then refused, as from a crashed server. ``held`` counts the requests
+    a hang holds unanswered right now (a client that returned meanwhile gave up by itself).
     """
 
     def __init__(self, doc: dict[str, object] | None = None) -> None:
         self.doc: dict[str, object] = dict(doc or {})
         self.mode = "ok"
         self.requests = 0
+        self.held = 0
         self._release = threading.Event()
         fake = self
 
@@ -103,7 +105,11 @@ class FakeStatusServer:
             def do_GET(self) -> None:
                 fake.requests += 1
                 if fake.mode == "hang":
-                    fake._release.wait(10)
+                    fake.held += 1
+                    try:
+                        fake._release.wait(10)
+                    finally:
+                        fake.held -= 1
                     return
                 if fake.mode == "error":
                     body, code = b'{"error": "boom"}', 500
@@ -236,15 +242,19 @@ class DiscordReceiver(WebhookReceiver):
 
     def wait_for(self, predicate: Callable[[str], bool], timeout: float) -> dict[str, Any]:
         """The first embed whose title satisfies predicate, waiting up to timeout seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def first_match() -> dict[str, Any] | None:
             with self.lock:
-                for m in self.messages:
-                    for embed in m.get("embeds", []):
-                        if predicate(embed.get("title", "")):
-                            return embed
-            time.sleep(0.2)
-        raise AssertionError(f"no such message within {timeout} s; got {self.titles()}")
+                embeds = [e for m in self.messages for e in m.get("embeds", [])]
+            return next((e for e in embeds if predicate(e.get("title", ""))), None)
+
+        return wait_until(
+            first_match,
+            timeout,
+            "a Discord message with such a title",
+            interval=0.2,
+            context=self.titles,
+        )
 
 
 class Processes:
@@ -277,6 +287,16 @@ class Processes:
         for name, proc, log in self.procs:
             assert proc.poll() is None, f"{name} exited:\n{log.read_text()[-3000:]}"
 
+    def wait_until(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
+        """polling.wait_until while every process runs: one that exits ends the wait with its
+        log; an OSError (a port not listening yet) is "not yet"."""
+
+        def alive_and_checked() -> Any:
+            self.check_alive()
+            return check()
+
+        return wait_until(alive_and_checked, timeout, what, interval=0.25, ignoring=(OSError,))
+
     def stop_all(self) -> None:
         for _, proc, _ in self.procs:
             if proc.poll() is None:
@@ -306,17 +326,3 @@ def compose_command() -> list[str] | None:
         if probe.returncode == 0:
             return [docker, "compose"]
     return None
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, procs: Processes) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        procs.check_alive()
-        try:
-            value = check()
-        except OSError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -29,7 +29,6 @@ from monitoring_helpers import (
     make_world,
     render,
     status_doc,
-    wait_until,
 )
 from system_tools import free_port, require_tools
 
@@ -156,7 +155,7 @@ def test_breach_fires_to_discord_and_recovery_resolves(stack: dict[str, Any]) ->
     query = stack["query"]
 
     # Healthy: the collector's value reaches Prometheus, nothing is sent.
-    wait_until(lambda: query(f'mmo_voxel_tick_rate{{host="{HOST}"}} == 30'), 30, "tick_rate", procs)
+    procs.wait_until(lambda: query(f'mmo_voxel_tick_rate{{host="{HOST}"}} == 30'), 30, "tick_rate")
     assert discord.messages == []
 
     # Breach: tick_rate 12 (< 20). Firing only after the (shortened) duration.

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-from monitoring_helpers import DiscordReceiver, Processes, WebhookReceiver, render, wait_until
+from monitoring_helpers import DiscordReceiver, Processes, WebhookReceiver, render
 from system_tools import free_port, require_tools
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -123,17 +123,17 @@ def test_critical_alerts_page_and_every_alert_reaches_discord(alertmanager: dict
     base, procs = alertmanager["url"], alertmanager["procs"]
     discord: DiscordReceiver = alertmanager["discord"]
     pagerduty: PagerDutyReceiver = alertmanager["pagerduty"]
-    wait_until(lambda: _ready(base), 30, "Alertmanager to answer", procs)
+    procs.wait_until(lambda: _ready(base), 30, "Alertmanager to answer")
 
     post_alert(base, "MmoVoxelServerDown", "critical", "game-1")
     post_alert(base, "MmoVoxelDiskFilling", "warning", "game-2")
 
-    titles = wait_until(
-        lambda: len(discord.titles()) >= 2 and discord.titles(), 30, "both alerts on Discord", procs
+    titles = procs.wait_until(
+        lambda: len(discord.titles()) >= 2 and discord.titles(), 30, "both alerts on Discord"
     )
     assert any("MmoVoxelServerDown game-1" in t for t in titles), titles
     assert any("MmoVoxelDiskFilling game-2" in t for t in titles), titles
-    trigger = wait_until(pagerduty.received, 30, "the page", procs)[0]
+    trigger = procs.wait_until(pagerduty.received, 30, "the page")[0]
     assert pagerduty.paths[0] == PagerDutyReceiver.PATH
     assert trigger["routing_key"] == alertmanager["key"]
     assert trigger["event_action"] == "trigger"
@@ -145,8 +145,8 @@ def test_critical_alerts_page_and_every_alert_reaches_discord(alertmanager: dict
 
     # The critical alert ends: the incident is resolved (same dedup key), and Discord says so.
     post_alert(base, "MmoVoxelServerDown", "critical", "game-1", ended=True)
-    events = wait_until(
-        lambda: len(pagerduty.received()) >= 2 and pagerduty.received(), 30, "the resolve", procs
+    events = procs.wait_until(
+        lambda: len(pagerduty.received()) >= 2 and pagerduty.received(), 30, "the resolve"
     )
     assert events[1]["event_action"] == "resolve"
     assert events[1]["dedup_key"] == trigger["dedup_key"]
@@ -159,7 +159,7 @@ def test_critical_alerts_page_and_every_alert_reaches_discord(alertmanager: dict
 
 
 def _ready(base: str) -> bool:
-    # An OSError (not listening yet) is a "not yet" for wait_until.
+    # An OSError (not listening yet) is a "not yet" for Processes.wait_until.
     with urllib.request.urlopen(f"{base}/-/ready", timeout=2) as resp:  # noqa: S310
         return resp.status == 200
 

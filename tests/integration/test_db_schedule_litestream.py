@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from db_integration_helpers import make_world, ok, play
+from polling import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -53,15 +54,14 @@ def replica_rows(config: Path, db: Path, probe: Path) -> list[int]:
 
 
 def wait_replicated(config: Path, db: Path, probe: Path, count: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if len(replica_rows(config, db, probe)) == count:
-                return
-        except (subprocess.CalledProcessError, sqlite3.Error):
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"the replica never held {count} rows")
+    wait_until(
+        lambda: len(replica_rows(config, db, probe)) == count,
+        60,
+        f"the replica to hold {count} rows",
+        interval=0.5,
+        # No replica to restore yet, or one restored half-way.
+        ignoring=(subprocess.CalledProcessError, sqlite3.Error),
+    )
 
 
 def test_restore_to_a_time_between_two_writes(tmp_path, ansible_playbook, ansible_env):
@@ -87,6 +87,8 @@ def test_restore_to_a_time_between_two_writes(tmp_path, ansible_playbook, ansibl
     try:
         write(db, range(1, 11))
         wait_replicated(config, db, probe, 10)
+        # Time passes on both sides of the restore point (more than Litestream's 1 s sync
+        # interval): the point is a time, so these sleeps are the behaviour under test.
         time.sleep(1.1)
         between = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         time.sleep(1.1)

@@ -18,7 +18,6 @@ import sqlite3
 import subprocess
 import tempfile
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from documented_commands import run_documented
+from polling import wait_until
 from reference_release import MIGRATION_2, MIGRATION_3, REFERENCE, release_args
 from system_tools import docker, free_port
 
@@ -59,12 +59,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory):
     process = subprocess.Popen(
         [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    for _ in range(50):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
+
+    def answers() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1):
+            return True
+
+    # An OSError: not listening yet.
+    wait_until(answers, 30, "the registry to answer", ignoring=(OSError,))
     yield f"127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=10)
@@ -300,13 +301,12 @@ def exec_in(*command: str) -> subprocess.CompletedProcess:
 
 def test_container_is_confined_to_its_user_and_writable_paths(site: dict) -> None:
     """Runs after the test above, against the v1 container it left running."""
+
+    def health() -> str:
+        return docker("inspect", "-f", "{{.State.Health.Status}}", CONTAINER).stdout.strip()
+
     # Docker's own health check (the image's HEALTHCHECK) passes on the port the server uses.
-    deadline = time.monotonic() + 60
-    health = ""
-    while time.monotonic() < deadline and health != "healthy":
-        health = docker("inspect", "-f", "{{.State.Health.Status}}", CONTAINER).stdout.strip()
-        time.sleep(1)
-    assert health == "healthy"
+    wait_until(lambda: health() == "healthy", 60, "a healthy container", interval=1, context=health)
 
     config = json.loads(docker("inspect", CONTAINER).stdout)[0]
     assert config["Config"]["User"] == "10001:10001"

@@ -19,13 +19,13 @@ import shutil
 import stat
 import subprocess
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from ansible_output import RECAP
 from documented_commands import run_documented, scratch_checkout
+from polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 # The embedded default's container and status port (roles/game_server/defaults/main.yml).
@@ -95,16 +95,13 @@ def compose(checkout: Path, command: str) -> subprocess.CompletedProcess[str]:
     return run_documented(command, cwd=checkout, timeout=180)
 
 
-def wait_for_status(deadline_s: float = 60) -> dict:
-    end = time.monotonic() + deadline_s
-    while True:
-        try:
-            with urllib.request.urlopen(STATUS, timeout=2) as answer:
-                return json.load(answer)
-        except OSError:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.5)
+def wait_for_status(timeout: float = 60) -> dict:
+    def answer() -> dict:
+        with urllib.request.urlopen(STATUS, timeout=2) as response:
+            return json.load(response)
+
+    # An OSError: the server is not listening yet.
+    return wait_until(answer, timeout, f"{STATUS} to answer", interval=0.5, ignoring=(OSError,))
 
 
 def test_the_compose_file_runs_the_deployed_server_from_the_checkout(checkout: Path) -> None:

@@ -17,7 +17,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import wait_until
 from system_tools import free_port
 
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.migrate import migrate
@@ -82,28 +82,39 @@ class Server:
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log_path.read_text().splitlines() if line]
 
+    def running(self) -> None:
+        """Fails, with the server's log, when the process exited."""
+        assert self.proc.poll() is None, f"server exited early: {self.log_path.read_text()}"
+
     def wait_for(self, predicate: Any, timeout: float = 10.0) -> dict[str, Any]:
         """Poll /status until predicate(status) is true; return that status."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def met() -> dict[str, Any] | None:
             code, doc = self.get("/status")
             if code == 200 and predicate(doc):
                 return doc
-            assert self.proc.poll() is None, f"server exited early: {self.log_path.read_text()}"
-            time.sleep(0.1)
-        raise AssertionError(f"condition not met within {timeout}s; last status {doc}")
+            self.running()
+            return None
+
+        return wait_until(met, timeout, "the awaited status", context=lambda: self.get("/status"))
 
     def wait_healthy(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def healthy() -> bool:
             code, _ = self.get("/healthz")
             if code:
                 self.seen_health.append(code)
             if code == 200:
-                return
-            assert self.proc.poll() is None, f"server exited early: {self.log_path.read_text()}"
-            time.sleep(0.05)
-        raise AssertionError(f"not healthy within {timeout}s: {self.log_path.read_text()}")
+                return True
+            self.running()
+            return False
+
+        wait_until(
+            healthy,
+            timeout,
+            "/healthz to answer 200",
+            interval=0.05,
+            context=self.log_path.read_text,
+        )
 
     def terminate(self, timeout: float = 15.0) -> int:
         self.proc.send_signal(signal.SIGTERM)
@@ -224,10 +235,12 @@ def test_status_reports_the_contract_fields_with_measured_tick_rate(
     assert status["healthy"] is True
 
     # The failure counter only grows (a high rate makes failures certain within a few ticks).
+    # A reading every 6 ticks (0.2 s at the 30 Hz target).
     totals = [status["voxel_stream_fail_total"]]
     for _ in range(5):
-        time.sleep(0.2)
-        totals.append(server.get("/status")[1]["voxel_stream_fail_total"])
+        ticked = status["ticks_total"] + 6
+        status = server.wait_for(lambda s, ticked=ticked: s["ticks_total"] >= ticked)
+        totals.append(status["voxel_stream_fail_total"])
     assert totals == sorted(totals)
     assert totals[-1] > 0
     assert server.terminate() == 0
@@ -328,15 +341,14 @@ def test_anti_cheat_events_are_appended_as_json_lines(
     )
     server.wait_healthy()
     target = analytics / "anti_cheat.jsonl"
-    deadline = time.monotonic() + 10
-    while (
-        time.monotonic() < deadline
-        and len(target.read_text().splitlines() if target.exists() else []) < 5
-    ):
-        time.sleep(0.1)
+
+    def written() -> list[str]:
+        return target.read_text().splitlines() if target.exists() else []
+
+    wait_until(lambda: len(written()) >= 5, 10, "5 anti-cheat events", context=written)
     # Rotated away under the running server (copytruncate's effect): it goes on writing.
     target.write_text("")
-    time.sleep(0.5)
+    wait_until(lambda: len(written()) >= 2, 10, "2 anti-cheat events after the truncation")
     assert server.terminate() == 0
     events = [json.loads(line) for line in target.read_text().splitlines()]
     assert events, "no anti-cheat event after the file was truncated"
@@ -397,7 +409,14 @@ def test_schema_older_than_the_build_requires_keeps_it_unhealthy(
     server = start_server()
 
     status = server.wait_for(lambda s: s["reason"] != "world loading")
-    time.sleep(1.2)  # more than two load retries
+    # The first load and two retries, all refused.
+    wait_until(
+        lambda: len([e for e in server.events() if e["event"] == "world_load_refused"]) >= 3,
+        10,
+        "two load retries",
+        ignoring=(json.JSONDecodeError,),  # a line the server is still writing
+        context=server.events,
+    )
 
     code, body = server.get("/healthz")
     assert code == 503

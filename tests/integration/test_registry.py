@@ -26,7 +26,6 @@ import shutil
 import ssl
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -42,7 +41,7 @@ from registry_pki import (
     secret_lines,
 )
 from system_tools import docker
-from systemd_instance import COMMAND, IMAGE, docker_run_options
+from systemd_instance import COMMAND, IMAGE, docker_run_options, wait_for_boot
 
 REPO = Path(__file__).resolve().parents[2]
 PUSH_SOURCE = "mmo-voxel/bookworm-base:latest"
@@ -103,11 +102,7 @@ def recap(result: subprocess.CompletedProcess) -> dict[str, int]:
 def start_host(name: str) -> str:
     """A systemd test host; its address once systemd runs."""
     docker("run", "-d", "--name", name, "--hostname", name, *docker_run_options(), IMAGE, COMMAND)
-    for _ in range(60):
-        state = docker("exec", name, "systemctl", "is-system-running", check=False).stdout.strip()
-        if state in ("running", "degraded"):
-            break
-        time.sleep(0.5)
+    wait_for_boot(name, timeout=60)
     return docker(
         "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name
     ).stdout.strip()

@@ -16,10 +16,10 @@ import os
 import signal
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
+from polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 MAKE_ROOTFS = REPO / "scripts" / "test-images" / "make-rootfs"
@@ -120,10 +120,7 @@ def test_an_interrupted_run_unmounts_and_removes_the_tree(fake, tmp_path: Path) 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 30
-    while not started.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert started.exists(), "the stand-in debootstrap never started"
+    wait_until(started.exists, 30, "the stand-in debootstrap to start")
     assert mounts_under(work), "the stand-in should have mounted something by now"
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
