@@ -9,11 +9,11 @@ reports land in a temporary folder; drift_notify posts to a local Discord receiv
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 from discord_receiver import DiscordReceiver
+from system_tools import play_on_localhost
 
 SECRET = "s3cr3t-" + "bearer-77c1"
 PLAY = """
@@ -39,16 +39,8 @@ def run(tmp_path: Path, env: dict[str, str], playbook: str, *, drifted: bool) ->
     target.chmod(0o600)
     book = tmp_path / "play.yml"
     book.write_text(PLAY.format(secret=SECRET, target=target))
-    done = subprocess.run(
-        [playbook, "-i", "localhost,", "-c", "local", str(book), "--check", "--diff"],
-        env={**env, "DRIFT_REPORT_DIR": str(tmp_path / "reports")},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout + done.stderr
+    env = {**env, "DRIFT_REPORT_DIR": str(tmp_path / "reports")}
+    return play_on_localhost(playbook, book, env, "--check", "--diff")
 
 
 def latest(tmp_path: Path) -> dict:

@@ -8,12 +8,12 @@ stands in for Discord; its path stands for the webhook's token, which no output 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 from discord_receiver import DiscordReceiver
 from sqlite_module_helpers import run_module
+from system_tools import play_on_localhost
 
 from ansible_collections.mmo_voxel.ops.plugins.modules import discord_message
 
@@ -79,16 +79,7 @@ PLAY = """
 def deploy_notify(tmp_path: Path, env: dict, playbook: str, url: str, *extra: str) -> str:
     book = tmp_path / "notify.yml"
     book.write_text(PLAY.format(url=url, tasks=REPO / "playbooks" / "tasks" / "deploy_notify.yml"))
-    done = subprocess.run(
-        [playbook, "-i", "localhost,", "-c", "local", str(book), *extra],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-3000:]
-    output = done.stdout + done.stderr
+    output = play_on_localhost(playbook, book, env, *extra)
     assert DiscordReceiver.TOKEN_PATH not in output
     return " ".join(output.split())  # the message as one line, however the output wraps it
 

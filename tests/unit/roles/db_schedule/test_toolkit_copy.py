@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
+from system_tools import play_on_localhost
 
 REPO = Path(__file__).resolve().parents[4]
 MODULE_UTILS = REPO / "plugins" / "module_utils"
@@ -43,17 +43,10 @@ def install(tmp_path: Path, folder: Path, env: dict, playbook: str, *extra: str)
     """Run the task file; the names of the modules it copied (or would copy, in --check)."""
     book = tmp_path / "toolkit.yml"
     book.write_text(PLAYBOOK)
-    argv = [playbook, "-i", "localhost,", "-c", "local", str(book), "-v"]
-    done = subprocess.run(
-        [*argv, "-e", f"db_schedule_module_utils_dir={folder}", *extra],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
+    output = play_on_localhost(
+        playbook, book, env, "-v", "-e", f"db_schedule_module_utils_dir={folder}", *extra
     )
-    assert done.returncode == 0, done.stdout[-4000:]
-    return sorted(re.findall(r"^changed: \[localhost\] => \(item=(\S+?\.py)\)", done.stdout, re.M))
+    return sorted(re.findall(r"^changed: \[localhost\] => \(item=(\S+?\.py)\)", output, re.M))
 
 
 def test_only_the_modules_that_differ_are_copied(
