@@ -7,9 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from discord_receiver import DiscordReceiver
 from documented_commands import MAKE_ONLY
 
 REPO = Path(__file__).resolve().parent.parent
@@ -141,3 +143,11 @@ def check_role(tmp_path: Path, ansible_env: dict[str, str], ansible_playbook: st
         )
 
     return run
+
+
+@pytest.fixture
+def discord_receiver() -> Iterator[DiscordReceiver]:
+    """A local Discord webhook (tests/discord_receiver.py), stopped after the test."""
+    receiver = DiscordReceiver()
+    yield receiver
+    receiver.stop()

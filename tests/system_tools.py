@@ -29,3 +29,20 @@ def free_port() -> int:
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """The docker CLI, output captured as text."""
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
+
+
+def play_on_localhost(playbook: str, book: Path, env: dict[str, str], *extra: str) -> str:
+    """Run ``book`` with ansible-playbook on this machine (-i localhost, -c local); its output.
+
+    The test fails, with the output's end, unless the run exits 0.
+    """
+    done = subprocess.run(
+        [playbook, "-i", "localhost,", "-c", "local", str(book), *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    return done.stdout + done.stderr

@@ -7,10 +7,7 @@ from typing import Any
 from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.mmo_voxel.ops.plugins.callback.drift_report import DriftRecorder
-from ansible_collections.mmo_voxel.ops.plugins.plugin_utils.drift import (
-    discord_summary,
-    post_discord,
-)
+from ansible_collections.mmo_voxel.ops.plugins.plugin_utils.drift import post_summary
 
 DOCUMENTATION = r"""
 name: drift_notify
@@ -79,6 +76,6 @@ class CallbackModule(DriftRecorder, CallbackBase):
         self._display.display(f"drift report: {path} ({summary['status']})")
         webhook = self.get_option("discord_webhook")
         if webhook and summary["status"] != "clean":
-            error = post_discord(webhook, discord_summary(self.report.to_dict()))
-            if error:  # the URL holds a token: only the error's type
+            error = post_summary(webhook, self.report.to_dict())
+            if error:  # never the URL: it holds the webhook's token
                 self._display.warning(f"drift_notify: could not post to Discord: {error}")

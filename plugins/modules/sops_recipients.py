@@ -267,7 +267,50 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.mmo_voxel.ops.plugins.module_utils import sops_keys as sk
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.ops_common import (
+    format_rfc3339,
+    utc_now,
+)
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.age import (
+    age_recipient_error,
+    recipients_of_identities,
+)
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.config import (
+    HAS_RUAMEL,
+    CreationRule,
+    SopsConfig,
+)
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.errors import SopsKeysError
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.fileio import atomic_write
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.files import (
+    FileMetadata,
+    parse_sops_file,
+)
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.ledger import (
+    dump_ledger,
+    load_ledger,
+)
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.rekey import rekey_file
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.runner import (
+    HAS_SOPSY,
+    SopsCommandError,
+    SopsRunner,
+    stale_scratch_dirs,
+)
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.walk import (
+    DEFAULT_EXCLUDES,
+    DEMO_KEYFILE,
+    DEMO_RULES,
+    FilePlan,
+    exposed_recipient_error,
+    exposed_recipients,
+    parse_time,
+    plan_file,
+    stale_temp_files,
+    stale_temp_files_under,
+    uncovered_secret_files,
+    walk_files,
+)
 
 
 def argument_spec() -> dict[str, Any]:
@@ -275,7 +318,7 @@ def argument_spec() -> dict[str, Any]:
         "root": {"type": "path", "required": True},
         "config_file": {"type": "path", "default": ".sops.yaml"},
         "paths": {"type": "list", "elements": "path", "default": []},
-        "exclude": {"type": "list", "elements": "str", "default": list(sk.DEFAULT_EXCLUDES)},
+        "exclude": {"type": "list", "elements": "str", "default": list(DEFAULT_EXCLUDES)},
         "add_recipients": {"type": "list", "elements": "str", "default": []},
         "remove_recipients": {"type": "list", "elements": "str", "default": []},
         "rules": {"type": "list", "elements": "str", "default": []},
@@ -285,8 +328,8 @@ def argument_spec() -> dict[str, Any]:
         "age_keyfile": {"type": "path", "no_log": False},
         "age_key": {"type": "str", "no_log": True},
         "sops_binary": {"type": "path"},
-        "demo_keyfile": {"type": "path", "default": sk.DEMO_KEYFILE, "no_log": False},
-        "demo_rules": {"type": "list", "elements": "str", "default": list(sk.DEMO_RULES)},
+        "demo_keyfile": {"type": "path", "default": DEMO_KEYFILE, "no_log": False},
+        "demo_rules": {"type": "list", "elements": "str", "default": list(DEMO_RULES)},
     }
 
 
@@ -298,7 +341,7 @@ class RecipientManager:
         params = module.params
         self.root = Path(params["root"])
         if not self.root.is_dir():
-            raise sk.SopsKeysError(f"root {self.root} is not a directory")
+            raise SopsKeysError(f"root {self.root} is not a directory")
         self.config_path = self._under_root(params["config_file"])
         self.ledger_path = self._under_root(params["ledger_file"])
         self.add = [key.strip() for key in params["add_recipients"]]
@@ -306,7 +349,7 @@ class RecipientManager:
         self.rotate = params["rotate"]
         self.max_age_days = params["max_age_days"]
         if self.max_age_days < 0:
-            raise sk.SopsKeysError(f"max_age_days must be 0 or more, got {self.max_age_days}")
+            raise SopsKeysError(f"max_age_days must be 0 or more, got {self.max_age_days}")
         self.result: dict[str, Any] = {
             "changed": False,
             "config_changed": False,
@@ -318,7 +361,7 @@ class RecipientManager:
             "stale_scratch_removed": [],
             "remaining_access": {},
         }
-        self.runner: sk.SopsRunner | None = None
+        self.runner: SopsRunner | None = None
 
     def close(self) -> None:
         if self.runner is not None:
@@ -331,18 +374,18 @@ class RecipientManager:
     def validate_keys(self) -> None:
         for option, keys in (("add_recipients", self.add), ("remove_recipients", self.remove)):
             for key in keys:
-                error = sk.age_recipient_error(key)
+                error = age_recipient_error(key)
                 if error:
-                    raise sk.SopsKeysError(f"{option}: {error}")
+                    raise SopsKeysError(f"{option}: {error}")
         both = sorted(set(self.add) & set(self.remove))
         if both:
-            raise sk.SopsKeysError(f"recipient(s) both added and removed: {', '.join(both)}")
+            raise SopsKeysError(f"recipient(s) both added and removed: {', '.join(both)}")
 
     def run(self) -> dict[str, Any]:
         self.validate_keys()
         params = self.module.params
         excludes = params["exclude"]
-        config = sk.SopsConfig.load(self.config_path)
+        config = SopsConfig.load(self.config_path)
         selected = config.select_rules(params["rules"])
         if self.add:
             self._refuse_exposed_keys(config, selected)
@@ -359,13 +402,13 @@ class RecipientManager:
 
         # Every file where secrets live, whatever `paths` says: which files a removed recipient
         # can still open, and whether a recipient gone from .sops.yaml is still in some file.
-        everything = sk.walk_files(self.root, config, None, excludes)
-        metadata = {rel: sk.parse_sops_file(path) for path, rel, _ in everything}
-        for rel in sk.uncovered_secret_files(self.root, config, excludes):
-            metadata[rel] = sk.parse_sops_file(self.root / rel)
+        everything = walk_files(self.root, config, None, excludes)
+        metadata = {rel: parse_sops_file(path) for path, rel, _ in everything}
+        for rel in uncovered_secret_files(self.root, config, excludes):
+            metadata[rel] = parse_sops_file(self.root / rel)
         for key in resumed:
             if not any(key in meta.recipients for meta in metadata.values()):
-                raise sk.SopsKeysError(
+                raise SopsKeysError(
                     f"recipient {key} is not in {config.path} and no file is encrypted to it: "
                     "nothing to remove (check the key; a recipient must be listed in a creation "
                     "rule or a file to be offboarded)"
@@ -374,12 +417,12 @@ class RecipientManager:
             self._remove_leftovers(excludes)
 
         limit = [self._under_root(p) for p in params["paths"]]
-        files = sk.walk_files(self.root, config, limit or None, excludes)
+        files = walk_files(self.root, config, limit or None, excludes)
         used = {rule.index: rule for _, _, rule in files}
         used.update({rule.index: rule for rule in selected})
         config.validate(used[index] for index in sorted(used))
-        ledger = sk.load_ledger(self.ledger_path)
-        now = sk.utc_now()
+        ledger = load_ledger(self.ledger_path)
+        now = utc_now().replace(microsecond=0)
 
         work = self._plan(files, metadata, ledger, now)
         self.result["remaining_access"] = self._remaining_access(metadata, work)
@@ -390,27 +433,27 @@ class RecipientManager:
             self._apply(new_config_text, work, ledger, now)
         return self.result
 
-    def _refuse_exposed_keys(self, config: sk.SopsConfig, selected: list[sk.CreationRule]) -> None:
+    def _refuse_exposed_keys(self, config: SopsConfig, selected: list[CreationRule]) -> None:
         """A recipient whose private key is in the repository protects nothing: refuse it."""
         params = self.module.params
-        exposed = sk.exposed_recipients(self.root, params["exclude"])
+        exposed = exposed_recipients(self.root, params["exclude"])
         if not exposed:
             return
         demo_file = self._under_root(params["demo_keyfile"]) if params["demo_keyfile"] else None
         demo = []
         if demo_file is not None and demo_file.is_file():
-            demo = sk.recipients_of_identities(demo_file.read_text(encoding="utf-8"))
+            demo = recipients_of_identities(demo_file.read_text(encoding="utf-8"))
         demo_rules = config.rules_matching(params["demo_rules"])
         for key in self.add:
-            error = sk.exposed_recipient_error(key, selected, exposed, demo, demo_rules)
+            error = exposed_recipient_error(key, selected, exposed, demo, demo_rules)
             if error:
-                raise sk.SopsKeysError(f"add_recipients: {error}; nothing was changed")
+                raise SopsKeysError(f"add_recipients: {error}; nothing was changed")
 
     def _remove_leftovers(self, excludes: list[str]) -> None:
         """Temp copies of killed runs (ciphertext to old recipients) and their scratch dirs."""
-        stale = set(sk.stale_temp_files_under(self.root, excludes))
+        stale = set(stale_temp_files_under(self.root, excludes))
         for directory in {self.config_path.parent, self.ledger_path.parent}:
-            stale.update(sk.stale_temp_files(directory))
+            stale.update(stale_temp_files(directory))
         for path in sorted(stale):
             path.unlink(missing_ok=True)
             try:
@@ -418,14 +461,14 @@ class RecipientManager:
             except ValueError:
                 shown = str(path)
             self.result["stale_temp_files_removed"].append(shown)
-        for scratch in sk.stale_scratch_dirs():
+        for scratch in stale_scratch_dirs():
             shutil.rmtree(scratch, ignore_errors=True)
             self.result["stale_scratch_removed"].append(str(scratch))
 
     def _remaining_access(
         self,
-        metadata: dict[str, sk.FileMetadata],
-        work: list[tuple[Path, sk.FilePlan, list[str], str]],
+        metadata: dict[str, FileMetadata],
+        work: list[tuple[Path, FilePlan, list[str], str]],
     ) -> dict[str, list[str]]:
         """Per removed recipient, the files whose metadata lists it once `work` is done."""
         after = {rel: list(meta.recipients) for rel, meta in metadata.items()}
@@ -438,32 +481,32 @@ class RecipientManager:
 
     def _plan(
         self,
-        files: list[tuple[Path, str, sk.CreationRule]],
-        metadata: dict[str, sk.FileMetadata],
+        files: list[tuple[Path, str, CreationRule]],
+        metadata: dict[str, FileMetadata],
         ledger: dict[str, str],
         now: dt.datetime,
-    ) -> list[tuple[Path, sk.FilePlan, list[str], str]]:
+    ) -> list[tuple[Path, FilePlan, list[str], str]]:
         """Read-only: what each file needs, and proof that the available keys can read it."""
-        work: list[tuple[Path, sk.FilePlan, list[str], str]] = []
+        work: list[tuple[Path, FilePlan, list[str], str]] = []
         for path, rel, rule in files:
-            meta = metadata.get(rel) or sk.parse_sops_file(path)
+            meta = metadata.get(rel) or parse_sops_file(path)
             if not meta.encrypted:
-                raise sk.SopsKeysError(
+                raise SopsKeysError(
                     f"{rel}: matches {rule.label} but is not SOPS-encrypted; encrypt it "
                     "(sops encrypt -i) or move it out of the rule's path before re-keying"
                 )
             if meta.other_key_types:
-                raise sk.SopsKeysError(
+                raise SopsKeysError(
                     f"{rel}: also encrypted with {', '.join(meta.other_key_types)}; only age "
                     "recipients are managed here"
                 )
-            plan = sk.plan_file(
+            plan = plan_file(
                 rel,
                 rule,
                 meta.recipients,
                 self.rotate,
                 self.max_age_days,
-                sk.parse_time(ledger.get(rel)),
+                parse_time(ledger.get(rel)),
                 now,
             )
             self.result["files"].append(
@@ -482,18 +525,18 @@ class RecipientManager:
             if plan.changes:
                 try:
                     digest = self._runner().decrypt_digest(path)
-                except sk.SopsCommandError as exc:
-                    raise sk.SopsKeysError(
+                except SopsCommandError as exc:
+                    raise SopsKeysError(
                         f"{rel}: cannot be decrypted with the available age identities, so it "
                         f"cannot be re-keyed; nothing was changed. {exc}"
                     ) from None
                 work.append((path, plan, list(rule.recipients), digest))
         return work
 
-    def _runner(self) -> sk.SopsRunner:
+    def _runner(self) -> SopsRunner:
         if self.runner is None:
             params = self.module.params
-            self.runner = sk.SopsRunner(
+            self.runner = SopsRunner(
                 params["sops_binary"], params["age_keyfile"], params["age_key"]
             )
         return self.runner
@@ -501,21 +544,21 @@ class RecipientManager:
     def _apply(
         self,
         new_config_text: str,
-        work: list[tuple[Path, sk.FilePlan, list[str], str]],
+        work: list[tuple[Path, FilePlan, list[str], str]],
         ledger: dict[str, str],
         now: dt.datetime,
     ) -> None:
         """Write: .sops.yaml first, so that any re-run finishes an interrupted run."""
         if self.result["config_changed"]:
-            sk.atomic_write(self.config_path, new_config_text.encode("utf-8"))
+            atomic_write(self.config_path, new_config_text.encode("utf-8"))
         for path, plan, desired, digest in work:
-            sk.rekey_file(self._runner(), path, plan, desired, digest)
+            rekey_file(self._runner(), path, plan, desired, digest)
             if plan.rotate:
-                ledger[plan.path] = sk.iso(now)
-                sk.atomic_write(self.ledger_path, sk.dump_ledger(ledger).encode("utf-8"))
+                ledger[plan.path] = format_rfc3339(now, timespec="seconds")
+                atomic_write(self.ledger_path, dump_ledger(ledger).encode("utf-8"))
 
     def _diff(
-        self, config: sk.SopsConfig, new_text: str, work: list[tuple[Path, sk.FilePlan, Any, Any]]
+        self, config: SopsConfig, new_text: str, work: list[tuple[Path, FilePlan, Any, Any]]
     ) -> list[dict[str, str]]:
         """Public keys and rotation flags only; the values of secrets never appear."""
         rel_config = self.config_path.name
@@ -548,15 +591,15 @@ class RecipientManager:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if not sk.HAS_SOPSY:
+    if not HAS_SOPSY:
         module.fail_json(msg=missing_required_lib("sopsy"))
-    if not sk.HAS_RUAMEL:
+    if not HAS_RUAMEL:
         module.fail_json(msg=missing_required_lib("ruamel.yaml"))
     manager: RecipientManager | None = None
     try:
         manager = RecipientManager(module)
         result = manager.run()
-    except (sk.SopsKeysError, OSError) as exc:
+    except (SopsKeysError, OSError) as exc:
         # What was already done (paths and public keys only) helps the operator; a re-run
         # finishes the job because .sops.yaml is written first.
         partial = manager.result if manager is not None else {}

@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import re
-import tempfile
-import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.ops_common import (
+    DiscordError,
+    atomic_write,
+    format_rfc3339,
+    post_discord,
+)
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.ops_common import (
+    utc_now as _utc_now,
+)
 
 EXIT_CLEAN = 0
 EXIT_ERROR = 1
@@ -49,7 +55,8 @@ TREND_RUNS = 14
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The report's time stamps: RFC 3339 UTC to the second (docs/drift-detection.md)."""
+    return format_rfc3339(_utc_now(), timespec="seconds")
 
 
 @dataclass
@@ -284,18 +291,9 @@ def read_history(directory: Path) -> list[dict[str, Any]]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never a half report."""
+    """Write a report file atomically (never a half report), 0600 as the reports always were."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text.encode("utf-8"), 0o600)
 
 
 def write_report(directory: Path, report: DriftReport, keep: int) -> Path:
@@ -352,19 +350,10 @@ def discord_summary(report: Mapping[str, Any]) -> str:
     return text[:1900]
 
 
-def post_discord(url: str, text: str, timeout: float = 10) -> str | None:
-    """Post text to a Discord webhook; the error's type name on failure, else None.
-
-    Only the type is returned: the URL holds the webhook's token and error messages repeat it.
-    """
-    request = urllib.request.Request(  # noqa: S310  # the URL is the operator's webhook
-        url,
-        data=json.dumps({"content": text}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
+def post_summary(url: str, report: Mapping[str, Any], timeout: float = 10) -> str | None:
+    """Post the report's Discord summary; why it failed (never the URL, a secret), else None."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310
-            return None
-    except OSError as error:
-        return type(error).__name__
+        post_discord(url, discord_summary(report), timeout=timeout, user_agent="mmo-voxel-drift/1")
+    except DiscordError as error:
+        return str(error)
+    return None

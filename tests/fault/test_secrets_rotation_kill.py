@@ -21,7 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.mmo_voxel.ops.plugins.module_utils import sops_keys as sk
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.config import SopsConfig
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.fileio import TEMP_MARKER
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.files import parse_sops_file
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.ledger import load_ledger
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 import secrets_fixtures as sf
@@ -39,7 +42,6 @@ ITERATIONS = 30
 #                         and sopsy's configuration copy is in TMPDIR
 KILL_AT = """
 import os, signal, sys
-from ansible_collections.mmo_voxel.ops.plugins.module_utils import sops_keys as sk
 from ansible_collections.mmo_voxel.ops.plugins.modules import sops_recipients
 
 def die():
@@ -47,12 +49,12 @@ def die():
 
 point = os.environ["SECRETS_KILL_AT"]
 if point == "after-config-written":
-    write = sk.atomic_write
+    write = sops_recipients.atomic_write
     def atomic_write(path, data, mode=None):
         write(path, data, mode)
         if path.name == ".sops.yaml":
             die()
-    sk.atomic_write = atomic_write
+    sops_recipients.atomic_write = atomic_write
 elif point == "in-sops-rotate":
     import sopsy.sopsy
     run_cmd = sopsy.sopsy.run_cmd
@@ -110,18 +112,18 @@ def check_invariants(tree: sf.SecretTree, carol: sf.AgeKey, context: str) -> Non
     for rel in tree.plaintext:
         path = tree.root / rel
         assert path.stat().st_size > 0, f"{context}: {rel} is empty"
-        meta = sk.parse_sops_file(path)
+        meta = parse_sops_file(path)
         assert meta.encrypted, f"{context}: {rel} is not a complete sops file"
         assert team <= set(meta.recipients) <= team | {carol.public}, f"{context}: {rel}"
         for who in ("alice", "bob"):
             readable = sf.reads_back(tree, rel, tree.keys[who])
             assert readable, f"{context}: {who} cannot decrypt {rel}"
-    config = sk.SopsConfig.load(tree.root / ".sops.yaml")
+    config = SopsConfig.load(tree.root / ".sops.yaml")
     config.validate()
     for rule in config.rules:
         assert team <= set(rule.recipients), f"{context}: .sops.yaml lost a team member"
-    sk.load_ledger(tree.root / ".sops-rotation.yml")  # parses (or is absent)
-    for path in tree.root.rglob(f".*{sk.TEMP_MARKER}*"):
+    load_ledger(tree.root / ".sops-rotation.yml")  # parses (or is absent)
+    for path in tree.root.rglob(f".*{TEMP_MARKER}*"):
         data = path.read_bytes()
         assert not [c for c in tree.canaries if c.encode() in data], (
             f"{context}: plaintext in {path}"
@@ -160,7 +162,7 @@ def test_rotation_killed_at_random_moments_leaves_every_file_whole(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             killed_midway += 1
         proc.communicate(timeout=120)
-        if list(tree.root.rglob(f".*{sk.TEMP_MARKER}*")):
+        if list(tree.root.rglob(f".*{TEMP_MARKER}*")):
             killed_while_writing += 1
         check_invariants(tree, carol, context)
 
@@ -181,7 +183,7 @@ def test_rotation_killed_at_random_moments_leaves_every_file_whole(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, (out + err).decode()
     check_invariants(tree, carol, f"seed {seed}, final")
-    assert list(tree.root.rglob(f".*{sk.TEMP_MARKER}*")) == []
+    assert list(tree.root.rglob(f".*{TEMP_MARKER}*")) == []
     # ...and removes what the killed runs left in TMPDIR (sopsy's configuration copies).
     assert leftovers_in(work) == [], f"seed {seed}"
     for rel in tree.plaintext:
@@ -211,7 +213,7 @@ def test_offboarding_killed_after_the_config_is_finished_by_any_secrets_playbook
     # The state of the bug: bob is gone from .sops.yaml, but every file still lets him in.
     assert bob.public not in (tree.root / ".sops.yaml").read_text()
     for rel in tree.plaintext:
-        assert bob.public in sk.parse_sops_file(tree.root / rel).recipients, rel
+        assert bob.public in parse_sops_file(tree.root / rel).recipients, rel
         assert sf.can_decrypt(tree.root / rel, bob, tree.env), rel
     guard = sf.run_guard(tree)
     assert guard.returncode == 1
@@ -257,7 +259,7 @@ def test_leftovers_of_a_killed_run_are_ignored_by_git_and_removed_by_the_next_ru
     assert proc.returncode == -signal.SIGKILL
 
     copies = [
-        path.relative_to(tree.root).as_posix() for path in tree.root.rglob(f"*{sk.TEMP_MARKER}*")
+        path.relative_to(tree.root).as_posix() for path in tree.root.rglob(f"*{TEMP_MARKER}*")
     ]
     assert copies, "the kill left no temp copy: it did not land inside a re-keying"
     for rel in copies:  # ciphertext to the old recipients: never to be committed
@@ -273,5 +275,5 @@ def test_leftovers_of_a_killed_run_are_ignored_by_git_and_removed_by_the_next_ru
     assert proc.returncode == 0, (out + err).decode()
     result = json.loads(out)
     assert sorted(result["stale_temp_files_removed"]) == sorted(copies)
-    assert list(tree.root.rglob(f"*{sk.TEMP_MARKER}*")) == []
+    assert list(tree.root.rglob(f"*{TEMP_MARKER}*")) == []
     assert leftovers_in(work) == []

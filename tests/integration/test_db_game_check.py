@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -115,6 +116,8 @@ def config(tmp_path: Path, db: Path, container: str) -> Path:
 def run_check(cfg: Path) -> tuple[subprocess.CompletedProcess, dict]:
     result = subprocess.run(
         [sys.executable, str(JOB), "--config", str(cfg), "run", "check"],
+        # The shared helpers: on a host in the install's lib/, here in the repository's collection.
+        env={**os.environ, "PYTHONPATH": str(REPO / "collections")},
         capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     status = json.loads((cfg.parent / "status.json").read_text())["check"]

@@ -15,7 +15,7 @@ import pytest
 import secrets_fixtures as sf
 import yaml
 
-from ansible_collections.mmo_voxel.ops.plugins.module_utils import sops_keys as sk
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.config import SopsConfig
 
 SECRET = "hunter2-" + secrets.token_hex(6)  # a clear value that must fail and never be shown
 
@@ -266,7 +266,7 @@ def test_file_still_encrypted_to_a_removed_recipient_fails(tmp_path):
     config = tree.root / ".sops.yaml"
     original = config.read_text()
     # What an offboarding killed right after writing .sops.yaml leaves behind.
-    edited = sk.SopsConfig.load(config)
+    edited = SopsConfig.load(config)
     edited.remove_recipient(bob.public)
     config.write_text(edited.dump())
     proc = guard(tree)

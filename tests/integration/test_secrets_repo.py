@@ -8,7 +8,9 @@ import subprocess
 
 import secrets_fixtures as sf
 
-from ansible_collections.mmo_voxel.ops.plugins.module_utils import sops_keys as sk
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.config import SopsConfig
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.files import parse_sops_file
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.walk import walk_files
 
 DEMO_KEY = sf.REPO / "inventories" / "local" / "demo-age-key.txt"
 
@@ -21,7 +23,7 @@ def demo() -> sf.AgeKey:
 
 
 def test_demo_key_only_in_local_rules():
-    config = sk.SopsConfig.load(sf.REPO / ".sops.yaml")
+    config = SopsConfig.load(sf.REPO / ".sops.yaml")
     config.validate()
     key = demo()
     envs = {"local": 0, "staging": 0, "production": 0}
@@ -34,11 +36,11 @@ def test_demo_key_only_in_local_rules():
 
 def test_demo_key_decrypts_every_committed_secret(tmp_path):
     env = sf.base_env(tmp_path / "home")
-    config = sk.SopsConfig.load(sf.REPO / ".sops.yaml")
-    files = sk.walk_files(sf.REPO, config)
+    config = SopsConfig.load(sf.REPO / ".sops.yaml")
+    files = walk_files(sf.REPO, config)
     assert len(files) >= 3
     for path, rel, rule in files:
-        meta = sk.parse_sops_file(path)
+        meta = parse_sops_file(path)
         assert meta.encrypted, rel
         assert sorted(meta.recipients) == sorted(rule.recipients), rel
         assert sf.decrypt(path, demo(), env) is not None, rel

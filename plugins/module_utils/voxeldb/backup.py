@@ -45,6 +45,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.ops_common import fsync_dir, utc_now
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb import manifest as mf
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.errors import (
     BackupError,
@@ -55,13 +56,11 @@ from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.fsutil impor
     CHUNK,
     TMP_PREFIX,
     fault_point,
-    fsync_dir,
     fsync_file,
     require_sqlite_file,
     rfc3339,
     sha256_file,
     temp_path,
-    utc_now,
     write_temp_bytes,
 )
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.retention import (

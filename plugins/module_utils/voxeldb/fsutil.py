@@ -1,4 +1,8 @@
-"""Small file-system helpers: checksums, fsync, atomic writes, SQLite file checks."""
+"""Small file-system helpers: checksums, fsync, atomic writes, SQLite file checks.
+
+The atomic write, the directory fsync and the RFC 3339 times are ops_common's (one copy for the
+whole repository); this module names the toolkit's temporary files and its time precision.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,17 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import secrets
 import signal
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.ops_common import (
+    atomic_write,
+    format_rfc3339,
+    parse_rfc3339,
+)
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.errors import InputError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -55,15 +65,6 @@ def fsync_file(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def fsync_dir(path: str | os.PathLike[str]) -> None:
-    """Flush a directory (its entries: creations, renames, deletions) to stable storage."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def temp_path(directory: str | os.PathLike[str], hint: str) -> Path:
     """Return a fresh, unused temporary file name in ``directory`` (the file is created empty)."""
     fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{hint}-", dir=directory)
@@ -91,16 +92,14 @@ def write_temp_bytes(
     return tmp
 
 
+def _toolkit_temp(path: Path) -> Path:
+    """A temporary sibling named so that listings skip it and a backup's cleanup finds it."""
+    return path.with_name(f"{TMP_PREFIX}{path.name}-{secrets.token_hex(4)}")
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o640) -> None:
     """Write ``data`` to ``path`` via a temporary file, fsync and rename (never half written)."""
-    target = Path(path)
-    tmp = write_temp_bytes(target.parent, target.name, data, mode)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(target.parent)
+    atomic_write(path, data, mode, temp_path=_toolkit_temp)
 
 
 def atomic_write_json(
@@ -111,25 +110,17 @@ def atomic_write_json(
     atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
-def utc_now() -> _dt.datetime:
-    """The current time, timezone-aware UTC."""
-    return _dt.datetime.now(_dt.UTC)
-
-
 def rfc3339(moment: _dt.datetime) -> str:
     """Format an aware datetime as RFC 3339 UTC with microseconds (``...Z``)."""
-    return moment.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_rfc3339(moment, timespec="microseconds")
 
 
 def parse_time(text: str) -> _dt.datetime:
     """Parse an ISO 8601 / RFC 3339 time; a time without zone is taken as UTC."""
     try:
-        moment = _dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return parse_rfc3339(text)
     except ValueError as exc:
         raise InputError(f"not an ISO 8601 time: {text!r}") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_dt.UTC)
-    return moment.astimezone(_dt.UTC)
 
 
 def require_sqlite_file(path: str | os.PathLike[str], what: str = "database") -> Path:

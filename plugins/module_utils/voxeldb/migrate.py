@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.ops_common import utc_now
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.errors import (
     InputError,
     MigrationError,
@@ -45,7 +46,6 @@ from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.errors impor
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.fsutil import (
     require_sqlite_file,
     rfc3339,
-    utc_now,
 )
 
 FILE_RE = re.compile(r"^(?P<version>\d{4,})_(?P<name>[a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")

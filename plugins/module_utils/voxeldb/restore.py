@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.ops_common import fsync_dir, utc_now
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb import manifest as mf
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.backup import (
     DEFAULT_METHOD,
@@ -43,13 +44,11 @@ from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.errors impor
 )
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.fsutil import (
     SQLITE_MAGIC,
-    fsync_dir,
     fsync_file,
     parse_time,
     rfc3339,
     sha256_file,
     temp_path,
-    utc_now,
 )
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.snapshot import (
     set_journal_format,

@@ -24,6 +24,9 @@ Status file (docs/contracts.md): one JSON object, one entry per job (``backup``,
 never ok), ``detail``. Written under a lock, atomically (temp file, fsync, rename).
 
 The webhook URL is read from a root-only file and never printed.
+
+The atomic write, the times and the Discord post are the repository's shared helpers
+(``ops_common``), which the role installs beside the toolkit in ``<install_dir>/lib``.
 """
 
 from __future__ import annotations
@@ -38,13 +41,23 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
-import urllib.error
-import urllib.request
 import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+# This file is <install_dir>/bin/mmo-voxel-db-job and the shared helpers are in <install_dir>/lib
+# (roles/db_schedule/vars/main.yml). Appended: a PYTHONPATH, as the voxeldb launcher sets it,
+# comes first (the repository's tests point it at collections/).
+sys.path.append(str(Path(__file__).resolve().parent.parent / "lib"))
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.ops_common import (
+    DiscordError,
+    atomic_write,
+    format_rfc3339,
+    parse_rfc3339,
+    post_discord,
+    utc_now,
+)
 
 DEFAULT_CONFIG = "/etc/mmo-voxel/db-ops.json"
 STATUS_JOBS = ("backup", "check", "drill")
@@ -52,22 +65,15 @@ STATUS_JOBS = ("backup", "check", "drill")
 FRESH_SECONDS = 600
 
 
-def utc_now() -> dt.datetime:
-    """The current time, aware UTC."""
-    return dt.datetime.now(dt.UTC)
-
-
 def rfc3339(moment: dt.datetime) -> str:
-    """RFC 3339 UTC with seconds (``2026-11-29T00:00:05Z``)."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The status file's times: RFC 3339 UTC to the second (``2026-11-29T00:00:05Z``)."""
+    return format_rfc3339(moment, timespec="seconds")
 
 
-def parse_rfc3339(text: Any) -> dt.datetime | None:
-    """The time of an RFC 3339 string, or None."""
-    if not isinstance(text, str):
-        return None
+def finished_at(entry: dict[str, Any]) -> dt.datetime | None:
+    """When a status entry's job finished; None when the entry has no readable time."""
     try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_rfc3339(entry.get("finished_at"))
     except ValueError:
         return None
 
@@ -92,23 +98,8 @@ def read_status(path: Path) -> dict[str, Any]:
 
 def write_status(path: Path, doc: dict[str, Any]) -> None:
     """Write the status document atomically (0644: the metrics collector reads it)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(doc, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dirfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, text.encode("utf-8"), 0o644)
 
 
 def record(path: Path, job: str, ok: bool, detail: str, keep_fresh_failure: bool = False) -> str:
@@ -118,7 +109,7 @@ def record(path: Path, job: str, ok: bool, detail: str, keep_fresh_failure: bool
         previous = doc.get(job) if isinstance(doc.get(job), dict) else {}
         now = utc_now()
         if keep_fresh_failure and previous.get("result") == "failed":
-            finished = parse_rfc3339(previous.get("finished_at"))
+            finished = finished_at(previous)
             if finished and (now - finished).total_seconds() <= FRESH_SECONDS:
                 return str(previous.get("detail", detail))
         doc[job] = {
@@ -290,28 +281,21 @@ def read_webhook(path: str) -> str:
         return ""
 
 
-def post_discord(config: dict[str, Any], text: str) -> bool:
+def send_alert(config: dict[str, Any], text: str) -> bool:
     """Post ``text`` to the configured webhook; True when there is none or it was accepted."""
     url = read_webhook(config["webhook_file"])
     if not url:
         print("no Discord webhook configured: status file only")
         return True
-    body = json.dumps({"content": text[:1900], "allowed_mentions": {"parse": []}}).encode()
-    request = urllib.request.Request(  # noqa: S310 - the URL is the operator's https webhook
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "mmo-voxel-db-job/1"},
-    )
     try:
-        with urllib.request.urlopen(request, timeout=float(config["alert_timeout"])) as answer:  # noqa: S310
-            print(f"alert posted to Discord (HTTP {answer.status})")
-            return True
-    except (urllib.error.URLError, OSError) as exc:
-        # The reason only: the URL (which holds the token) is never printed.
-        reason = getattr(exc, "code", None) or getattr(exc, "reason", None) or type(exc).__name__
-        print(f"posting the alert to Discord failed: {reason}", file=sys.stderr)
+        status = post_discord(
+            url, text, timeout=float(config["alert_timeout"]), user_agent="mmo-voxel-db-job/1"
+        )
+    except DiscordError as exc:  # its message never holds the URL (the token is in it)
+        print(f"posting the alert to Discord failed: {exc}", file=sys.stderr)
         return False
+    print(f"alert posted to Discord (HTTP {status})")
+    return True
 
 
 def systemd_result(unit: str) -> str:
@@ -367,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         detail = record(status, args.job, ok, detail)
         print(f"{args.job}: {'ok' if ok else 'FAILED'}: {detail}")
         if not ok and args.alert:
-            post_discord(config, alert_text(config, args.job, detail))
+            send_alert(config, alert_text(config, args.job, detail))
         return 0 if ok else 1
 
     job = config["units"].get(args.unit)
@@ -375,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     if job in STATUS_JOBS:
         detail = record(status, job, False, detail, keep_fresh_failure=True)
     print(f"{args.unit}: {detail}")
-    return 0 if post_discord(config, alert_text(config, job or args.unit, detail)) else 1
+    return 0 if send_alert(config, alert_text(config, job or args.unit, detail)) else 1
 
 
 if __name__ == "__main__":

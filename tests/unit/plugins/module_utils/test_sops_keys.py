@@ -1,4 +1,4 @@
-"""Unit tests of the pure parts of module_utils/sops_keys.py (no sops binary needed)."""
+"""Unit tests of the pure parts of module_utils/sops/ (no sops binary needed)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,44 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.mmo_voxel.ops.plugins.module_utils import sops_keys as sk
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.age import (
+    age_recipient_error,
+    recipients_of_identities,
+    split_recipients,
+)
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.config import (
+    CreationRule,
+    SopsConfig,
+)
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.errors import SopsKeysError
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.fileio import (
+    TEMP_MARKER,
+    atomic_write,
+    temp_path_for,
+)
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.files import (
+    clear_comments,
+    parse_sops_file,
+    plaintext_leaves,
+)
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.ledger import (
+    dump_ledger,
+    load_ledger,
+)
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.runner import (
+    SCRATCH_PREFIX,
+    SopsCommandError,
+    stale_scratch_dirs,
+)
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.walk import (
+    exposed_recipient_error,
+    is_secret_path,
+    parse_time,
+    plan_file,
+    stale_temp_files,
+    stale_temp_files_under,
+    walk_files,
+)
 
 # Real age public keys (made with age-keygen for these tests; the private halves were discarded).
 ALICE = "age1kzlnz20m5mujr988qaut8xp3y49ewd7zu25fp79cw0pefpjqtpyqv4t2u4"
@@ -27,7 +64,7 @@ def _flip_last(key: str) -> str:
 
 @pytest.mark.parametrize("key", [ALICE, BOB, CAROL, f"  {ALICE}  "])
 def test_valid_age_recipients_pass(key):
-    assert sk.age_recipient_error(key) is None
+    assert age_recipient_error(key) is None
 
 
 @pytest.mark.parametrize(
@@ -50,7 +87,7 @@ def test_valid_age_recipients_pass(key):
     ],
 )
 def test_malformed_age_recipients_are_named(key, fragment):
-    error = sk.age_recipient_error(key)
+    error = age_recipient_error(key)
     assert error is not None
     assert fragment in error
 
@@ -67,12 +104,12 @@ def test_malformed_age_recipients_are_named(key, fragment):
     ],
 )
 def test_split_recipients(value, expected):
-    assert sk.split_recipients(value) == expected
+    assert split_recipients(value) == expected
 
 
 def test_split_recipients_rejects_mapping():
-    with pytest.raises(sk.SopsKeysError, match="string or a list"):
-        sk.split_recipients({"a": 1})
+    with pytest.raises(SopsKeysError, match="string or a list"):
+        split_recipients({"a": 1})
 
 
 CONFIG = f"""---
@@ -92,10 +129,10 @@ creation_rules:
 """
 
 
-def _config(tmp_path: Path, text: str = CONFIG) -> sk.SopsConfig:
+def _config(tmp_path: Path, text: str = CONFIG) -> SopsConfig:
     path = tmp_path / ".sops.yaml"
     path.write_text(text)
-    return sk.SopsConfig.load(path)
+    return SopsConfig.load(path)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +161,7 @@ def test_add_recipient_keeps_comments_and_styles(tmp_path):
     assert "# local comment" in text
     assert f"- {ALICE}  # alice\n" in text
     assert f"age: {ALICE},{BOB},{CAROL}\n" in text  # the string form stays a string
-    reloaded = sk.SopsConfig(tmp_path / "x", text)
+    reloaded = SopsConfig(tmp_path / "x", text)
     assert reloaded.rules[0].recipients == [ALICE, BOB, CAROL]
     assert reloaded.rules[2].recipients == [ALICE]  # not selected
     assert "encrypted_regex: ^secret_" in text
@@ -148,19 +185,19 @@ def test_remove_recipient_from_every_rule(tmp_path):
 
 def test_remove_unknown_recipient_is_an_error(tmp_path):
     config = _config(tmp_path)
-    with pytest.raises(sk.SopsKeysError, match=r"is not in .*nothing to remove"):
+    with pytest.raises(SopsKeysError, match=r"is not in .*nothing to remove"):
         config.remove_recipient(CAROL)
 
 
 def test_remove_last_recipient_of_a_rule_is_an_error(tmp_path):
     config = _config(tmp_path)
-    with pytest.raises(sk.SopsKeysError, match="without any recipient"):
+    with pytest.raises(SopsKeysError, match="without any recipient"):
         config.remove_recipient(ALICE)
 
 
 def test_unknown_rule_selector_is_an_error(tmp_path):
     config = _config(tmp_path)
-    with pytest.raises(sk.SopsKeysError, match="matches no creation rule"):
+    with pytest.raises(SopsKeysError, match="matches no creation rule"):
         config.select_rules(["inventories/prod"])
 
 
@@ -174,7 +211,7 @@ def test_unknown_rule_selector_is_an_error(tmp_path):
     ],
 )
 def test_bad_config_is_reported(tmp_path, text, fragment):
-    with pytest.raises(sk.SopsKeysError, match=fragment):
+    with pytest.raises(SopsKeysError, match=fragment):
         _config(tmp_path, text)
 
 
@@ -188,18 +225,18 @@ def test_bad_config_is_reported(tmp_path, text, fragment):
 )
 def test_validate_names_the_rule(tmp_path, text, fragment):
     config = _config(tmp_path, text)
-    with pytest.raises(sk.SopsKeysError, match=fragment) as info:
+    with pytest.raises(SopsKeysError, match=fragment) as info:
         config.validate()
     assert "creation_rules[0]" in str(info.value)
 
 
 def test_missing_config_is_reported(tmp_path):
-    with pytest.raises(sk.SopsKeysError, match="not found"):
-        sk.SopsConfig.load(tmp_path / ".sops.yaml")
+    with pytest.raises(SopsKeysError, match="not found"):
+        SopsConfig.load(tmp_path / ".sops.yaml")
 
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
-RULE = sk.CreationRule(0, "x", [ALICE, BOB])
+RULE = CreationRule(0, "x", [ALICE, BOB])
 
 
 @pytest.mark.parametrize(
@@ -219,7 +256,7 @@ RULE = sk.CreationRule(0, "x", [ALICE, BOB])
 )
 def test_plan_file(current, rotate, max_age, rotated_days_ago, add, remove, rotates):
     rotated_at = None if rotated_days_ago is None else NOW - dt.timedelta(days=rotated_days_ago)
-    plan = sk.plan_file("f", RULE, current, rotate, max_age, rotated_at, NOW)
+    plan = plan_file("f", RULE, current, rotate, max_age, rotated_at, NOW)
     assert plan.add == add
     assert plan.remove == remove
     assert plan.rotate is rotates
@@ -248,25 +285,25 @@ sops:
 def test_parse_encrypted_yaml(tmp_path):
     path = tmp_path / "a.sops.yml"
     path.write_text(ENCRYPTED_YAML)
-    meta = sk.parse_sops_file(path)
+    meta = parse_sops_file(path)
     assert meta.encrypted
     assert meta.recipients == [ALICE]
     assert meta.other_key_types == []
     assert meta.secret_names == ["secret_a", "group.list[0]", "group.port_unencrypted"]
-    assert sk.plaintext_leaves(meta) == []
+    assert plaintext_leaves(meta) == []
 
 
 def test_plaintext_added_to_an_encrypted_file_is_found(tmp_path):
     path = tmp_path / "a.sops.yml"
     path.write_text("leaked_password: hunter2\n" + ENCRYPTED_YAML)
-    assert sk.plaintext_leaves(sk.parse_sops_file(path)) == ["leaked_password"]
+    assert plaintext_leaves(parse_sops_file(path)) == ["leaked_password"]
 
 
 def test_encrypted_regex_leaves_other_values_in_clear(tmp_path):
     text = ENCRYPTED_YAML.replace("unencrypted_suffix: _unencrypted", "encrypted_regex: ^secret_")
     path = tmp_path / "a.sops.yml"
     path.write_text("public_name: x\nsecret_b: clear!\n" + text)
-    assert sk.plaintext_leaves(sk.parse_sops_file(path)) == ["secret_b"]
+    assert plaintext_leaves(parse_sops_file(path)) == ["secret_b"]
 
 
 @pytest.mark.parametrize(
@@ -286,14 +323,14 @@ def test_encrypted_regex_leaves_other_values_in_clear(tmp_path):
 def test_plaintext_files_are_not_encrypted(tmp_path, name, content):
     path = tmp_path / name
     path.write_text(content)
-    assert not sk.parse_sops_file(path).encrypted
+    assert not parse_sops_file(path).encrypted
 
 
 def test_parse_binary_and_dotenv(tmp_path):
     binary = tmp_path / "k.pem.sops"
     meta_block = {"age": [{"recipient": BOB, "enc": "x"}], "lastmodified": "t", "mac": "ENC[x]"}
     binary.write_text(json.dumps({"data": "ENC[...]", "sops": meta_block}))
-    meta = sk.parse_sops_file(binary)
+    meta = parse_sops_file(binary)
     assert (meta.encrypted, meta.recipients, meta.secret_names) == (True, [BOB], ["(whole file)"])
     dotenv = tmp_path / "a.env"
     dotenv.write_text(
@@ -302,7 +339,7 @@ def test_parse_binary_and_dotenv(tmp_path):
         f"sops_age__list_1__map_recipient={CAROL}\n"
         "sops_lastmodified=2026-11-28T12:00:00Z\nsops_mac=ENC[x]\n"
     )
-    meta = sk.parse_sops_file(dotenv)
+    meta = parse_sops_file(dotenv)
     assert (meta.encrypted, meta.recipients, meta.secret_names) == (True, [ALICE, CAROL], ["TOKEN"])
 
 
@@ -311,7 +348,7 @@ def test_other_key_types_are_reported(tmp_path):
     path.write_text(
         ENCRYPTED_YAML.replace("    lastmodified", "    pgp:\n        - fp: AB\n    lastmodified")
     )
-    assert sk.parse_sops_file(path).other_key_types == ["pgp"]
+    assert parse_sops_file(path).other_key_types == ["pgp"]
 
 
 def test_walk_files_covers_rules_and_skips_temp_and_excluded(tmp_path):
@@ -319,14 +356,14 @@ def test_walk_files_covers_rules_and_skips_temp_and_excluded(tmp_path):
     files = {
         "inventories/local/group_vars/all/a.sops.yml": True,
         "inventories/local/group_vars/all/main.yml": False,
-        f"inventories/local/group_vars/all/.a.sops.yml{sk.TEMP_MARKER}ab12.yml": False,
+        f"inventories/local/group_vars/all/.a.sops.yml{TEMP_MARKER}ab12.yml": False,
         "operations/secrets/server.pem": True,
         ".git/inventories/local/x.sops.yml": False,
     }
     for rel in files:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x")
-    found = [rel for _, rel, _ in sk.walk_files(tmp_path, config)]
+    found = [rel for _, rel, _ in walk_files(tmp_path, config)]
     assert found == sorted(rel for rel, covered in files.items() if covered)
 
 
@@ -335,8 +372,8 @@ def test_walk_files_named_file_without_rule_is_an_error(tmp_path):
     path = tmp_path / "inventories/local/plain.yml"
     path.parent.mkdir(parents=True)
     path.write_text("x")
-    with pytest.raises(sk.SopsKeysError, match=r"no creation rule .* covers this file"):
-        sk.walk_files(tmp_path, config, [path])
+    with pytest.raises(SopsKeysError, match=r"no creation rule .* covers this file"):
+        walk_files(tmp_path, config, [path])
 
 
 @pytest.mark.parametrize("where", ["missing/dir", "../outside"])
@@ -345,8 +382,8 @@ def test_walk_files_bad_limits(tmp_path, where):
     root.mkdir()
     (tmp_path / "outside").mkdir()
     config = _config(root)
-    with pytest.raises(sk.SopsKeysError, match=r"no such file|outside the repository"):
-        sk.walk_files(root, config, [Path(where)])
+    with pytest.raises(SopsKeysError, match=r"no such file|outside the repository"):
+        walk_files(root, config, [Path(where)])
 
 
 @pytest.mark.parametrize("mode", [0o600, 0o644])
@@ -354,31 +391,31 @@ def test_atomic_write_replaces_content_and_keeps_mode(tmp_path, mode):
     path = tmp_path / "f.sops.yml"
     path.write_text("old")
     os.chmod(path, mode)
-    sk.atomic_write(path, b"new")
+    atomic_write(path, b"new")
     assert path.read_bytes() == b"new"
     assert path.stat().st_mode & 0o7777 == mode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.sops.yml"]
 
 
 def test_temp_path_keeps_extension_and_is_hidden(tmp_path):
-    tmp = sk.temp_path_for(tmp_path / "x.sops.yml")
-    assert tmp.name.startswith(".x.sops.yml" + sk.TEMP_MARKER)
+    tmp = temp_path_for(tmp_path / "x.sops.yml")
+    assert tmp.name.startswith(".x.sops.yml" + TEMP_MARKER)
     assert tmp.suffix == ".yml"
     assert tmp.parent == tmp_path
 
 
 def test_stale_temp_files(tmp_path):
-    stale = tmp_path / f".a.sops.yml{sk.TEMP_MARKER}0000.yml"
+    stale = tmp_path / f".a.sops.yml{TEMP_MARKER}0000.yml"
     stale.write_text("x")
     (tmp_path / "a.sops.yml").write_text("x")
-    assert sk.stale_temp_files(tmp_path) == [stale]
+    assert stale_temp_files(tmp_path) == [stale]
 
 
 def test_ledger_round_trip(tmp_path):
     path = tmp_path / ".sops-rotation.yml"
-    assert sk.load_ledger(path) == {}
-    path.write_text(sk.dump_ledger({"b": "2026-01-01T00:00:00Z", "a": "2026-02-01T00:00:00Z"}))
-    assert sk.load_ledger(path) == {"a": "2026-02-01T00:00:00Z", "b": "2026-01-01T00:00:00Z"}
+    assert load_ledger(path) == {}
+    path.write_text(dump_ledger({"b": "2026-01-01T00:00:00Z", "a": "2026-02-01T00:00:00Z"}))
+    assert load_ledger(path) == {"a": "2026-02-01T00:00:00Z", "b": "2026-01-01T00:00:00Z"}
     assert path.read_text().startswith("---\n# Written by")
 
 
@@ -393,7 +430,7 @@ def test_ledger_round_trip(tmp_path):
     ],
 )
 def test_parse_time(value, expected):
-    assert sk.parse_time(value) == expected
+    assert parse_time(value) == expected
 
 
 @pytest.mark.parametrize(
@@ -406,7 +443,7 @@ def test_parse_time(value, expected):
     ],
 )
 def test_sops_errors_are_readable(code, fragment):
-    err = sk.SopsCommandError("decrypt", "a.sops.yml", code, b"[CMD]\t noise\nFailed to get key\n")
+    err = SopsCommandError("decrypt", "a.sops.yml", code, b"[CMD]\t noise\nFailed to get key\n")
     assert fragment in str(err)
     assert "a.sops.yml" in str(err)
     assert "[CMD]" not in str(err)
@@ -423,9 +460,9 @@ def test_identity_gives_the_public_key_age_keygen_gives(tmp_path):
         [AGE_KEYGEN, "-y", str(keyfile)], check=True, capture_output=True, text=True
     ).stdout.strip()
     text = keyfile.read_text()
-    assert sk.recipients_of_identities(text) == [public]
-    assert sk.recipients_of_identities(text.lower()) == [public]  # bech32 is case-insensitive
-    assert sk.recipients_of_identities(f"a\n  {text}\n{text}") == [public]  # once only
+    assert recipients_of_identities(text) == [public]
+    assert recipients_of_identities(text.lower()) == [public]  # bech32 is case-insensitive
+    assert recipients_of_identities(f"a\n  {text}\n{text}") == [public]  # once only
 
 
 @pytest.mark.parametrize(
@@ -439,24 +476,24 @@ def test_identity_gives_the_public_key_age_keygen_gives(tmp_path):
     ],
 )
 def test_no_identity_no_public_key(text):
-    assert sk.recipients_of_identities(text) == []
+    assert recipients_of_identities(text) == []
 
 
 def test_exposed_recipient_error():
     config_rules = [
-        sk.CreationRule(0, "^inventories/local/", [ALICE]),
-        sk.CreationRule(1, "^p/", []),
+        CreationRule(0, "^inventories/local/", [ALICE]),
+        CreationRule(1, "^p/", []),
     ]
     local, prod = config_rules
     exposed = {BOB: ["inventories/local/demo-age-key.txt"], CAROL: ["docs/x.txt"]}
-    assert sk.exposed_recipient_error(ALICE, config_rules, exposed, [BOB], [local]) is None
-    assert sk.exposed_recipient_error(BOB, [local], exposed, [BOB], [local]) is None
-    error = sk.exposed_recipient_error(BOB, config_rules, exposed, [BOB], [local])
+    assert exposed_recipient_error(ALICE, config_rules, exposed, [BOB], [local]) is None
+    assert exposed_recipient_error(BOB, [local], exposed, [BOB], [local]) is None
+    error = exposed_recipient_error(BOB, config_rules, exposed, [BOB], [local])
     assert error is not None
     assert "demo key may only be a recipient of the demo rules" in error
     assert prod.label in error
     assert local.label not in error
-    error = sk.exposed_recipient_error(CAROL, [local], exposed, [BOB], [local])
+    error = exposed_recipient_error(CAROL, [local], exposed, [BOB], [local])
     assert error is not None
     assert "docs/x.txt" in error
 
@@ -471,7 +508,7 @@ def test_rule_settings_and_sops_defaults(tmp_path):
         f"  - path_regex: ^b/\n    encrypted_regex: ^secret_\n    age: {ALICE}\n"
         f"  - path_regex: ^c/\n    mac_only_encrypted: true\n    age: {ALICE}\n"
     )
-    a, b, c = sk.SopsConfig.load(tmp_path / ".sops.yaml").rules
+    a, b, c = SopsConfig.load(tmp_path / ".sops.yaml").rules
     assert a.settings == {}
     assert a.file_settings == {"unencrypted_suffix": "_unencrypted"}
     assert b.file_settings == {"encrypted_regex": "^secret_"}
@@ -481,16 +518,16 @@ def test_rule_settings_and_sops_defaults(tmp_path):
 def test_a_rule_without_settings_allows_nothing_in_clear(tmp_path):
     path = tmp_path / "a.sops.yml"
     path.write_text(ENCRYPTED_YAML)
-    meta = sk.parse_sops_file(path)
-    assert sk.plaintext_leaves(meta) == []  # the file's own settings allow the suffix
-    assert sk.plaintext_leaves(meta, {}) == ["group.port_unencrypted"]  # a rule that sets none
-    assert sk.plaintext_leaves(meta, {"unencrypted_suffix": "_unencrypted"}) == []
+    meta = parse_sops_file(path)
+    assert plaintext_leaves(meta) == []  # the file's own settings allow the suffix
+    assert plaintext_leaves(meta, {}) == ["group.port_unencrypted"]  # a rule that sets none
+    assert plaintext_leaves(meta, {"unencrypted_suffix": "_unencrypted"}) == []
 
 
 def test_a_value_that_only_looks_encrypted_counts_as_clear(tmp_path):
     path = tmp_path / "a.sops.yml"
     path.write_text("secret_b: ENC[hunter2]\n" + ENCRYPTED_YAML)
-    assert sk.plaintext_leaves(sk.parse_sops_file(path), {}) == [
+    assert plaintext_leaves(parse_sops_file(path), {}) == [
         "secret_b",
         "group.port_unencrypted",
     ]
@@ -511,13 +548,13 @@ def test_a_value_that_only_looks_encrypted_counts_as_clear(tmp_path):
     ],
 )
 def test_clear_comments(fmt, text, settings, clear):
-    assert sk.clear_comments(text, fmt, settings) == clear
+    assert clear_comments(text, fmt, settings) == clear
 
 
 def test_duplicate_keys_are_recorded(tmp_path):
     path = tmp_path / "a.sops.yml"
     path.write_text("secret_a: clear\n" + ENCRYPTED_YAML)  # the later ENC copy would hide it
-    assert sk.parse_sops_file(path).duplicate_keys == ["secret_a"]
+    assert parse_sops_file(path).duplicate_keys == ["secret_a"]
 
 
 @pytest.mark.parametrize(
@@ -530,11 +567,11 @@ def test_duplicate_keys_are_recorded(tmp_path):
         ("docs/secrets.md", False),
         (".sops-rotation.yml", False),
         ("operations/secrets/local/.gitkeep", False),
-        (f"operations/secrets/local/.k.pem{sk.TEMP_MARKER}ab.pem", False),
+        (f"operations/secrets/local/.k.pem{TEMP_MARKER}ab.pem", False),
     ],
 )
 def test_is_secret_path(rel, secret):
-    assert sk.is_secret_path(rel) is secret
+    assert is_secret_path(rel) is secret
 
 
 # --- leftovers of killed runs (item 12) ----------------------------------------------------------
@@ -543,22 +580,22 @@ def test_is_secret_path(rel, secret):
 def test_stale_scratch_dirs_are_those_of_dead_processes(tmp_path):
     proc = subprocess.Popen(["true"])
     proc.wait()
-    gone = tmp_path / f"{sk.SCRATCH_PREFIX}{proc.pid}-abc"
-    mine = tmp_path / f"{sk.SCRATCH_PREFIX}{os.getpid()}-abc"
+    gone = tmp_path / f"{SCRATCH_PREFIX}{proc.pid}-abc"
+    mine = tmp_path / f"{SCRATCH_PREFIX}{os.getpid()}-abc"
     other = tmp_path / "tmp1234"
     for path in (gone, mine, other):
         path.mkdir()
-    assert sk.stale_scratch_dirs(tmp_path) == [gone]
+    assert stale_scratch_dirs(tmp_path) == [gone]
 
 
 def test_stale_temp_files_under_the_whole_root(tmp_path):
     rels = [
-        f"a/b/.x.sops.yml{sk.TEMP_MARKER}00.yml",
-        f"c/.updatekeys{sk.TEMP_MARKER}11.yaml",
-        f"..sops.yaml{sk.TEMP_MARKER}22.yaml",
+        f"a/b/.x.sops.yml{TEMP_MARKER}00.yml",
+        f"c/.updatekeys{TEMP_MARKER}11.yaml",
+        f"..sops.yaml{TEMP_MARKER}22.yaml",
     ]
-    for rel in [*rels, "a/b/x.sops.yml", f".git/.y{sk.TEMP_MARKER}33.yml"]:
+    for rel in [*rels, "a/b/x.sops.yml", f".git/.y{TEMP_MARKER}33.yml"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x")
-    found = [p.relative_to(tmp_path).as_posix() for p in sk.stale_temp_files_under(tmp_path)]
+    found = [p.relative_to(tmp_path).as_posix() for p in stale_temp_files_under(tmp_path)]
     assert sorted(found) == sorted(rels)

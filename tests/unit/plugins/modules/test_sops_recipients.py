@@ -10,7 +10,8 @@ import pytest
 import yaml
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.mmo_voxel.ops.plugins.module_utils import sops_keys as sk
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.config import SopsConfig
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.sops.fileio import TEMP_MARKER
 from ansible_collections.mmo_voxel.ops.plugins.modules import sops_recipients
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "integration"))
@@ -91,9 +92,7 @@ def test_onboarding_applies_and_is_idempotent(tree, capsys):
 
 
 def test_stale_temp_copies_are_removed(tree, capsys):
-    stale = (
-        tree.root / f"inventories/local/group_vars/all/.secrets.sops.yml{sk.TEMP_MARKER}dead.yml"
-    )
+    stale = tree.root / f"inventories/local/group_vars/all/.secrets.sops.yml{TEMP_MARKER}dead.yml"
     stale.write_text("half")
     result = run_module(
         {
@@ -216,7 +215,7 @@ def test_documentation_matches_the_argument_spec():
 def _interrupt_offboarding(tree: sf.SecretTree, key: str) -> None:
     """The state a kill right after writing .sops.yaml leaves: the key is gone from the rules only.
     (tests/fault/test_secrets_rotation_kill.py makes it with a real kill.)"""
-    config = sk.SopsConfig.load(tree.root / ".sops.yaml")
+    config = SopsConfig.load(tree.root / ".sops.yaml")
     config.remove_recipient(key)
     (tree.root / ".sops.yaml").write_text(config.dump())
 
@@ -342,8 +341,8 @@ def test_recipient_whose_private_key_is_in_the_repository_is_refused(
 
 def test_temp_copies_anywhere_under_the_root_are_removed(tree, capsys):
     stale = [
-        tree.root / f"inventories/local/group_vars/all/.secrets.sops.yml{sk.TEMP_MARKER}dead.yml",
-        tree.root / f"inventories/staging/group_vars/all/.updatekeys{sk.TEMP_MARKER}beef.yaml",
+        tree.root / f"inventories/local/group_vars/all/.secrets.sops.yml{TEMP_MARKER}dead.yml",
+        tree.root / f"inventories/staging/group_vars/all/.updatekeys{TEMP_MARKER}beef.yaml",
     ]
     for path in stale:
         path.write_text("ciphertext of an older run")
