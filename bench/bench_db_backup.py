@@ -144,6 +144,12 @@ def p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
+def toolkit_backup(db: Path, backups: Path, method: str) -> str:
+    """create_backup by ``method``; the outcome is the method its manifest records."""
+    name = create_backup(db, backups, method=method, force=True)["backup"]["name"]
+    return json.loads((backups / f"{name}.manifest.json").read_text())["method"]
+
+
 def run_with_writer(db: Path, rows: int, rate: float, action: Any) -> dict[str, Any]:
     """Run `action()` while a writer process updates chunks; return timing and stall figures."""
     ctx = mp.get_context("spawn")
@@ -285,8 +291,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one linear sc
         methods = {
             "cp (not consistent)": cp,
             "cp + fsync (not consistent)": cp_fsync,
-            "backup API one pass": lambda: copy_database(db, out, "backup") or "done",
-            "VACUUM INTO": lambda: copy_database(db, out, "vacuum") or "done",
+            # The outcome is the method that made the copy: snapshot falls back to the backup
+            # API when it finds no moment with the WAL fully checkpointed.
+            "snapshot (file under one read transaction) + sha256": lambda: (
+                copy_database(db, out, "snapshot").method
+            ),
+            "backup API one pass": lambda: copy_database(db, out, "backup").method,
+            "VACUUM INTO": lambda: copy_database(db, out, "vacuum").method,
         }
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in methods}
         names = list(methods)
@@ -317,14 +328,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one linear sc
         }
         fresh()
         backups = work / "backups"
-        for method in ("backup", "vacuum"):
+        for method in ("snapshot", "backup", "vacuum"):
             shutil.rmtree(backups, ignore_errors=True)
             name = f"toolkit create_backup ({method}, quick_check, sha256, fsync)"
             runs[name] = run_with_writer(
-                db,
-                rows,
-                args.writes_per_s,
-                lambda m=method: create_backup(db, backups, method=m, force=True)["backup"]["name"],
+                db, rows, args.writes_per_s, lambda m=method: toolkit_backup(db, backups, m)
             )
             print(name, runs[name], flush=True)
         shutil.rmtree(backups, ignore_errors=True)
