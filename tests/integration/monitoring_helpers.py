@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import discord_receiver
 import yaml
 from polling import wait_until
 
@@ -193,59 +194,19 @@ def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     return out
 
 
-class WebhookReceiver:
-    """Records the JSON bodies POSTed to it, answering as the real service does (status)."""
-
-    PATH = "/hook"
-    STATUS = 200
-
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self.paths: list[str] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with receiver.lock:
-                    receiver.paths.append(self.path)
-                    receiver.messages.append(json.loads(body))
-                self.send_response(receiver.STATUS)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{self.PATH}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def received(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return list(self.messages)
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class DiscordReceiver(WebhookReceiver):
-    """A Discord webhook: answers 204, as Discord does."""
+class DiscordReceiver(discord_receiver.DiscordReceiver):
+    """A Discord webhook that Alertmanager posts embeds to."""
 
     PATH = "/api/webhooks/1234/e2e-token"
-    STATUS = 204
 
     def titles(self) -> list[str]:
-        with self.lock:
-            return [e.get("title", "") for m in self.messages for e in m.get("embeds", [])]
+        return [e.get("title", "") for m in self.messages for e in m.get("embeds", [])]
 
     def wait_for(self, predicate: Callable[[str], bool], timeout: float) -> dict[str, Any]:
         """The first embed whose title satisfies predicate, waiting up to timeout seconds."""
 
         def first_match() -> dict[str, Any] | None:
-            with self.lock:
-                embeds = [e for m in self.messages for e in m.get("embeds", [])]
+            embeds = [e for m in self.messages for e in m.get("embeds", [])]
             return next((e for e in embeds if predicate(e.get("title", ""))), None)
 
         return wait_until(

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 import yaml
-from monitoring_helpers import DiscordReceiver, Processes, WebhookReceiver, render
+from discord_receiver import WebhookReceiver
+from monitoring_helpers import DiscordReceiver, Processes, render
 from system_tools import free_port, require_tools
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -133,7 +134,7 @@ def test_critical_alerts_page_and_every_alert_reaches_discord(alertmanager: dict
     )
     assert any("MmoVoxelServerDown game-1" in t for t in titles), titles
     assert any("MmoVoxelDiskFilling game-2" in t for t in titles), titles
-    trigger = procs.wait_until(pagerduty.received, 30, "the page")[0]
+    trigger = procs.wait_until(pagerduty.received, 30, "the page")[0].body
     assert pagerduty.paths[0] == PagerDutyReceiver.PATH
     assert trigger["routing_key"] == alertmanager["key"]
     assert trigger["event_action"] == "trigger"
@@ -146,13 +147,13 @@ def test_critical_alerts_page_and_every_alert_reaches_discord(alertmanager: dict
     # The critical alert ends: the incident is resolved (same dedup key), and Discord says so.
     post_alert(base, "MmoVoxelServerDown", "critical", "game-1", ended=True)
     events = procs.wait_until(
-        lambda: len(pagerduty.received()) >= 2 and pagerduty.received(), 30, "the resolve"
+        lambda: len(pagerduty.messages) >= 2 and pagerduty.messages, 30, "the resolve"
     )
     assert events[1]["event_action"] == "resolve"
     assert events[1]["dedup_key"] == trigger["dedup_key"]
     discord.wait_for(lambda t: t.startswith("[RESOLVED]") and "MmoVoxelServerDown" in t, 30)
     # The warning never paged: the only events are the critical alert's trigger and resolve.
-    assert [(e["event_action"], e["dedup_key"]) for e in pagerduty.received()] == [
+    assert [(e["event_action"], e["dedup_key"]) for e in pagerduty.messages] == [
         ("trigger", trigger["dedup_key"]),
         ("resolve", trigger["dedup_key"]),
     ]

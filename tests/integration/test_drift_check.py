@@ -10,12 +10,10 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
+from discord_receiver import DiscordReceiver
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "drift"
@@ -212,36 +210,15 @@ def test_reports_are_kept_to_the_limit_with_history(fleet: dict) -> None:
     assert all(json.loads(line)["status"] == "clean" for line in history)
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: ClassVar[list[dict]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Receiver.received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def test_drift_posts_a_summary_to_discord(fleet: dict) -> None:
+def test_drift_posts_a_summary_to_discord(fleet: dict, discord_receiver: DiscordReceiver) -> None:
     """A local HTTP receiver stands in for Discord's webhook."""
-    _Receiver.received = []
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        env = dict(fleet["env"])
-        env["DRIFT_DISCORD_WEBHOOK"] = f"http://127.0.0.1:{server.server_port}/api/webhooks/1/x"
-        assert drift_check(fleet, env=env).returncode == 0
-        assert _Receiver.received == []  # clean: nobody is paged
-        (fleet["root"] / "admin.conf").write_text(f"bearer = {SECRET}\nextra\n")
-        assert drift_check(fleet, env=env).returncode == 2
-    finally:
-        server.shutdown()
-    assert len(_Receiver.received) == 1
-    content = _Receiver.received[0]["content"]
+    env = {**fleet["env"], "DRIFT_DISCORD_WEBHOOK": discord_receiver.url}
+    assert drift_check(fleet, env=env).returncode == 0
+    assert discord_receiver.messages == []  # clean: nobody is paged
+    (fleet["root"] / "admin.conf").write_text(f"bearer = {SECRET}\nextra\n")
+    assert drift_check(fleet, env=env).returncode == 2
+    assert len(discord_receiver.messages) == 1
+    content = discord_receiver.messages[0]["content"]
     assert "drift" in content
     assert "game-1" in content
     assert SECRET not in content
@@ -297,7 +274,9 @@ def test_auto_falls_back_to_linear_where_mitogen_cannot_be_imported(fleet: dict)
     assert "--strategy mitogen, but mitogen is not available" in insisted.stderr
 
 
-def test_notification_twin_writes_the_same_report_beside_another_output(fleet: dict) -> None:
+def test_notification_twin_writes_the_same_report_beside_another_output(
+    fleet: dict, discord_receiver: DiscordReceiver
+) -> None:
     """As under AWX: the runner's own output callback, the twin enabled beside it."""
     drift_in(fleet)
     (fleet["root"] / "admin.conf").write_text(f"bearer = {SECRET}-old\n")
@@ -306,9 +285,6 @@ def test_notification_twin_writes_the_same_report_beside_another_output(fleet: d
     expected = comparable(latest(fleet))
 
     twin_reports = fleet["reports"].parent / "twin-reports"
-    _Receiver.received = []
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     # The runner's own output callback prints diffs as it likes (docs/drift-check.md, AWX): the
     # fixture's secret task has no `diff: false` on purpose, so its output stays captured here
     # and out of the suite's Ansible log, which the CI leak scan reads.
@@ -319,30 +295,27 @@ def test_notification_twin_writes_the_same_report_beside_another_output(fleet: d
         "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default",
         "ANSIBLE_CALLBACKS_ENABLED": "mmo_voxel.ops.drift_notify",
         "DRIFT_REPORT_DIR": str(twin_reports),
-        "DRIFT_DISCORD_WEBHOOK": f"http://127.0.0.1:{server.server_port}/api/webhooks/1/x",
+        "DRIFT_DISCORD_WEBHOOK": discord_receiver.url,
     }
-    try:
-        run = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "ansible-playbook"),
-                "-i",
-                str(fleet["inventory"]),
-                str(FIXTURES / "check.yml"),
-                "--check",
-                "--diff",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
-    finally:
-        server.shutdown()
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(fleet["inventory"]),
+            str(FIXTURES / "check.yml"),
+            "--check",
+            "--diff",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr  # the runner sees a successful check
     assert "drift report:" in run.stdout
     twin = json.loads((twin_reports / "latest.json").read_text())
     assert comparable(twin) == expected
     assert SECRET not in "".join(p.read_text() for p in twin_reports.iterdir() if p.is_file())
-    assert len(_Receiver.received) == 1
-    assert "**drift**" in _Receiver.received[0]["content"]
+    assert len(discord_receiver.messages) == 1
+    assert "**drift**" in discord_receiver.messages[0]["content"]
