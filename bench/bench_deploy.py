@@ -13,7 +13,10 @@ with all state in a temporary directory:
    the pre-deploy backup of the whole world, the migration step and the start);
 4. deploy v2 again: the no-op re-deploy (wall time of the whole ansible-playbook run).
 
-Repeats steps 3-4 with new versions --repeat times. Targets (issue #4): window under 15 s,
+Repeats steps 3-4 with new versions --repeat times. Where the window goes: each deploy writes
+Ansible's log (ANSIBLE_LOG_PATH, millisecond time stamps); the tasks that ran between the last
+old and the first new answer are listed with their share of the window (a task lasts until the
+next one starts). Targets (issue #4): window under 15 s,
 no-op under 20 s. Usage:
 
     .venv/bin/python bench/bench_deploy.py [--size-mib 1024] [--repeat 3]
@@ -30,6 +33,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import socket
 import sqlite3
@@ -65,7 +69,7 @@ def ansible_env() -> dict[str, str]:
     return env
 
 
-def deploy(inventory: Path, version: str) -> float:
+def deploy(inventory: Path, version: str, log: Path) -> float:
     started = time.monotonic()
     result = subprocess.run(
         [
@@ -77,7 +81,7 @@ def deploy(inventory: Path, version: str) -> float:
             f"deploy_version={version}",
         ],
         cwd=REPO,
-        env=ansible_env(),
+        env={**ansible_env(), "ANSIBLE_LOG_PATH": str(log)},
         capture_output=True,
         text=True,
         check=False,
@@ -111,8 +115,33 @@ def grow_world(db: Path, size_mib: int) -> int:
     return rows
 
 
+TASK_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*\| TASK \[(.*)\]")
+
+
+def task_starts(log: Path) -> list[tuple[float, str]]:
+    """(epoch seconds, task name) of every task start in an Ansible log."""
+    starts = []
+    for line in log.read_text(errors="replace").splitlines():
+        if match := TASK_LINE.match(line):
+            # The log writes local time, as datetime.timestamp() reads a naive time.
+            moment = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f")
+            starts.append((moment.timestamp(), match[2]))
+    return starts
+
+
+def breakdown(log: Path, begin: float, end: float) -> list[tuple[str, float]]:
+    """Each task's share of [begin, end], the window; the rest after the last task start too."""
+    starts = task_starts(log)
+    shares: dict[str, float] = {}
+    for (start, name), (following, _) in zip(starts, [*starts[1:], (end, "")], strict=True):
+        share = min(following, end) - max(start, begin)
+        if share > 0:
+            shares[name] = shares.get(name, 0.0) + share
+    return sorted(shares.items(), key=lambda item: -item[1])
+
+
 class Prober(threading.Thread):
-    """Asks /status every interval; keeps (time, version or None) for every answer."""
+    """Asks /status every interval; keeps (wall time, version or None) for every answer."""
 
     def __init__(self, url: str, interval: float = 0.05) -> None:
         super().__init__(daemon=True)
@@ -123,7 +152,7 @@ class Prober(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            now = time.monotonic()
+            now = time.time()  # wall time: compared with the Ansible log's time stamps
             version = None
             try:
                 with urllib.request.urlopen(self.url + "/healthz", timeout=1) as health:  # noqa: S310
@@ -135,10 +164,11 @@ class Prober(threading.Thread):
             self.samples.append((now, version))
             self.stop.wait(self.interval)
 
-    def window(self, old: str, new: str) -> float:
+    def window(self, old: str, new: str) -> tuple[float, float]:
+        """The last healthy answer of ``old`` and the first of ``new`` after it."""
         last_old = max(t for t, v in self.samples if v == old)
         first_new = min(t for t, v in self.samples if v == new and t > last_old)
-        return first_new - last_old
+        return last_old, first_new
 
 
 def main() -> int:
@@ -184,7 +214,7 @@ def main() -> int:
     db = root / "server" / "data" / "world.db"
     rounds: list[dict[str, Any]] = []
     try:
-        first = deploy(inventory, "1.0.0")
+        first = deploy(inventory, "1.0.0", root / "deploy-1.0.0.log")
         subprocess.run(["docker", "stop", CONTAINER], check=True, capture_output=True)
         rows = grow_world(db, args.size_mib)
         subprocess.run(["docker", "start", CONTAINER], check=True, capture_output=True)
@@ -196,16 +226,29 @@ def main() -> int:
             prober = Prober(url)
             prober.start()
             time.sleep(1)
-            wall = deploy(inventory, new)
+            log = root / f"deploy-{new}.log"
+            wall = deploy(inventory, new, log)
             time.sleep(0.5)
             prober.stop.set()
             prober.join()
-            window = prober.window(current, new)
-            noop = deploy(inventory, new)
-            rounds.append({"version": new, "window_s": window, "deploy_s": wall, "noop_s": noop})
+            last_old, first_new = prober.window(current, new)
+            window = first_new - last_old
+            parts = breakdown(log, last_old, first_new)
+            noop = deploy(inventory, new, root / f"noop-{new}.log")
+            rounds.append(
+                {
+                    "version": new,
+                    "window_s": window,
+                    "deploy_s": wall,
+                    "noop_s": noop,
+                    "window_tasks_s": dict(parts),
+                }
+            )
             print(
                 f"{new}: window {window:.2f} s, deploy {wall:.1f} s, no-op re-deploy {noop:.1f} s"
             )
+            for name, share in parts:
+                print(f"    {share:6.2f} s  {name}")
             current = new
     finally:
         subprocess.run(["docker", "rm", "-f", CONTAINER], capture_output=True, check=False)
