@@ -46,8 +46,8 @@ BLOCK = 8 * 1024 * 1024
 QUEUE_BLOCKS = 4
 #: The copy is flushed to disk in a thread every this many bytes while it is made. One fsync of
 #: a whole 1 GiB copy at the end left the disk idle during the copy, then held it for over a
-#: second, and the game server's own commit fsyncs waited behind it (max stall 1.3-1.9 s); with
-#: 64 MiB the worst was 258 ms, with 16 MiB 4-180 ms (bench/README.md).
+#: second, and the game server's own commit fsyncs waited behind it (worst commit 1.3-2.5 s);
+#: flushed every 16 MiB, 22-238 ms (bench/bench_backup_stalls.py, bench/README.md).
 FLUSH_EVERY = 16 * 1024 * 1024
 #: Offset and values of the header's "file format write/read version" bytes: 1 = rollback
 #: journal, 2 = WAL (https://sqlite.org/fileformat2.html#file_format_version_numbers).
