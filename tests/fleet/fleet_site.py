@@ -12,6 +12,7 @@ account) and read a host's state from outside Ansible.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -61,11 +62,20 @@ def fleet_site(prefix: str, ansible_env: dict[str, str]) -> Iterator[dict]:
         with compose_mirror(fleet) as mirror:
             yield build_site(fleet, registry, mirror, ansible_env)
     finally:
+        keep_log(workdir / "ansible.log", prefix)
         fleet.stop()
         # What registry_trust and the login wrote on this machine (the controller).
         forget_on_this_machine(registry)
         subprocess.run(["docker", "logout", registry], capture_output=True, check=False)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def keep_log(log: Path, prefix: str) -> None:
+    """Beside the suite's Ansible log (`make test` sets ANSIBLE_LOG_PATH), so that CI keeps the
+    fleet's runs too: their time per task, and the leak scan reads it."""
+    suite_log = os.environ.get("ANSIBLE_LOG_PATH")
+    if suite_log and log.is_file():
+        shutil.copyfile(log, Path(suite_log).with_name(f"ansible-{prefix}.log"))
 
 
 @contextmanager
