@@ -52,20 +52,28 @@ def ansible_env() -> dict[str, str]:
 
 # Running side by side (`make test` runs pytest -n with --dist loadgroup): the tests of one file
 # share module fixtures (a registry, a deployed server, a converged fleet) and stay together on
-# one worker; each Molecule scenario is its own group. pytest-xdist hands the groups out sorted
-# by their number of tests (its default --loadscope-reorder), a stable sort over the collection
-# order, so this order only decides among groups of one size: the one-test Molecule scenarios,
-# longest first (the durations `make test` prints). Handing out every group longest first
-# (--no-loadscope-reorder, with the fleet, the e2e and the registry ahead) was measured cold and
-# is slower on 2 cores: pytest 2422 s against 1972 s, because the heavy groups then all run at
-# once and slow each other down (drift 785 -> 1236 s, the fleet's converge 272 -> 578 s); by
-# default they overlap with light ones. Prefixes of node ids.
+# one worker; each Molecule scenario is its own group. The groups are handed out in the order of
+# the collection (`make test` passes --no-loadscope-reorder), which this hook sorts: the longest
+# groups first, as `make test` prints their durations, then the rest as collected.
+#
+# xdist's own order (its default --loadscope-reorder: groups with the most tests first) handed
+# out the one-test Molecule scenarios last, so the drift scenario (~900 s) started 44 minutes
+# into a cold run and ran out the clock with the fleet, two workers waiting on them. Longest
+# first, the last minutes are short tests that keep both cores busy. Prefixes of node ids.
 LONGEST_FIRST = (
+    "tests/fleet/test_fleet_deploy.py",
     "tests/molecule/test_scenarios.py::test_scenario[drift]",
+    "tests/integration/test_deploy_e2e.py",
+    "tests/integration/test_registry.py",
+    "tests/integration/test_game_pipeline.py",
     "tests/molecule/test_scenarios.py::test_scenario[db_schedule]",
-    "tests/molecule/test_scenarios.py::test_scenario[hardening]",
     "tests/molecule/test_scenarios.py::test_scenario[workstation]",
+    "tests/molecule/test_scenarios.py::test_scenario[container_engine]",
+    "tests/integration/test_workstation_check_and_mismatch.py",
+    "tests/integration/test_drift_check.py",
     "tests/molecule/",
+    "tests/integration/test_documented_tools.py",
+    "tests/integration/test_fresh_checkout.py",
 )
 
 
