@@ -129,6 +129,17 @@ def task_starts(log: Path) -> list[tuple[float, str]]:
     return starts
 
 
+STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+
+
+def last_stamp(log: Path) -> float:
+    """The time of the log's last line (the recap): where the run's last task ends."""
+    stamps = [
+        m[1] for line in log.read_text(errors="replace").splitlines() if (m := STAMP.match(line))
+    ]
+    return datetime.strptime(stamps[-1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
 def breakdown(log: Path, begin: float, end: float) -> list[tuple[str, float]]:
     """Each task's share of [begin, end], the window; the rest after the last task start too."""
     starts = task_starts(log)
@@ -234,7 +245,9 @@ def main() -> int:
             last_old, first_new = prober.window(current, new)
             window = first_new - last_old
             parts = breakdown(log, last_old, first_new)
-            noop = deploy(inventory, new, root / f"noop-{new}.log")
+            noop_log = root / f"noop-{new}.log"
+            noop = deploy(inventory, new, noop_log)
+            noop_parts = breakdown(noop_log, 0.0, last_stamp(noop_log))
             rounds.append(
                 {
                     "version": new,
@@ -242,12 +255,16 @@ def main() -> int:
                     "deploy_s": wall,
                     "noop_s": noop,
                     "window_tasks_s": dict(parts),
+                    "noop_tasks_s": dict(noop_parts),
                 }
             )
             print(
                 f"{new}: window {window:.2f} s, deploy {wall:.1f} s, no-op re-deploy {noop:.1f} s"
             )
             for name, share in parts:
+                print(f"    {share:6.2f} s  {name}")
+            print("  the no-op re-deploy's slowest tasks:")
+            for name, share in noop_parts[:15]:
                 print(f"    {share:6.2f} s  {name}")
             current = new
     finally:
