@@ -49,6 +49,7 @@ lint: $(STAMP) system-packages
 	scripts/timed ansible-lint $(BIN)/ansible-lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	scripts/timed mypy $(BIN)/mypy
 	scripts/shellcheck-all
 	scripts/detect-private-key
 	$(BIN)/python scripts/check-sops-encrypted
@@ -126,4 +127,4 @@ lock: $(STAMP)
 	mv constraints.txt.new constraints.txt
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache

@@ -201,7 +201,7 @@ problem:
 """
 
 import json
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 from urllib.parse import quote
 
 from ansible.module_utils.basic import AnsibleModule
@@ -379,7 +379,8 @@ class BranchProtection:
         """The current protection as GitHub answers it; None when the branch has none."""
         answer = github_api.request(self.module, "GET", self.url)
         if answer.status == 200:
-            return answer.body
+            # GitHub answers a branch's protection with a JSON object.
+            return cast(dict[str, Any], answer.body)
         if answer.status == 404 and answer.message == NOT_PROTECTED:
             return None
         if answer.status == 404:  # GitHub's answer to a token that may not see the repository too
@@ -397,7 +398,7 @@ class BranchProtection:
             self.fail("Writing", answer.describe())
         return normalise(answer.body)
 
-    def fail(self, action: str, why: str) -> NoReturn:
+    def fail(self, action: str, why: str) -> NoReturn:  # type: ignore[misc]  # fail_json exits; ansible-core is untyped, so mypy cannot know
         self.module.fail_json(
             msg=f"{action} the protection of {self.where} at {self.url} failed: {why}"
         )

@@ -316,7 +316,7 @@ class GodotExporter:
 
     # -- inputs ---------------------------------------------------------------------------
     def find_binary(self) -> str:
-        wanted = self.params["godot_binary"]
+        wanted: str | None = self.params["godot_binary"]
         if wanted:
             if os.sep in wanted:
                 if not os.access(wanted, os.X_OK):

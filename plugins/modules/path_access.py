@@ -170,7 +170,7 @@ def kernel_reaches(path: str, uid: int, gid: int) -> bool:
     return answer == b"1"
 
 
-def describe(folder: str) -> dict:
+def describe(folder: str) -> dict[str, str | int]:
     st = os.stat(folder)
     return {
         "path": folder,

@@ -33,6 +33,7 @@ options:
 """
 
 from pathlib import Path
+from typing import Any
 
 from ansible.inventory.group import Group
 from ansible.plugins.vars import BaseVarsPlugin
@@ -42,7 +43,7 @@ REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class VarsModule(BaseVarsPlugin):
-    def get_vars(self, loader, path, entities, cache=True):
+    def get_vars(self, loader: Any, path: str, entities: Any, cache: bool = True) -> dict[str, str]:
         super().get_vars(loader, path, entities)
         entities = entities if isinstance(entities, list) else [entities]
         if any(isinstance(entity, Group) and entity.name == "all" for entity in entities):
