@@ -50,6 +50,7 @@ lint: $(STAMP) system-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	scripts/timed mypy $(BIN)/mypy
+	scripts/timed ansible-doc $(BIN)/python scripts/check-plugin-docs
 	scripts/shellcheck-all
 	scripts/detect-private-key
 	$(BIN)/python scripts/check-sops-encrypted

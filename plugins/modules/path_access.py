@@ -15,7 +15,7 @@ description:
     user pass it, i.e. search it, C(x)?). Then asks the kernel itself, from a child process that has
     switched to that user, whether the deepest existing folder can be reached; the module
     fails when the two disagree rather than guess.
-  - The user need not exist yet (a fresh host in a preflight): only the numbers are used.
+  - The user need not exist yet (a fresh host in a preflight); only the numbers are used.
   - Parts of O(path) that do not exist yet are not checked; RV(missing) names the first one.
   - Read-only; always C(changed=false).
 author:
@@ -104,8 +104,14 @@ def folders_on_the_way(path: str) -> tuple[list[str], str | None]:
     return existing, None
 
 
-# POSIX ACL entry tags (linux/posix_acl_xattr.h) and the xattr that holds a folder's ACL.
-ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_GROUP, ACL_MASK, ACL_OTHER = 1, 2, 4, 8, 0x10, 0x20
+# POSIX ACL entry tags (linux/posix_acl_xattr.h) and the xattr that holds a folder's ACL. One
+# name a line: ansible-doc warns about a module-level tuple assignment.
+ACL_USER_OBJ = 1
+ACL_USER = 2
+ACL_GROUP_OBJ = 4
+ACL_GROUP = 8
+ACL_MASK = 0x10
+ACL_OTHER = 0x20
 ACL_XATTR = "system.posix_acl_access"
 SEARCH = 1  # the x bit of an ACL entry
 

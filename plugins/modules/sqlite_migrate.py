@@ -43,7 +43,7 @@ options:
   down_migrations_dir:
     description:
       - Where the down sections come from when the database is above the target - the files of
-        the version that applied those migrations. A rollback to an older image needs it: the
+        the version that applied those migrations. A rollback to an older image needs it; the
         older image does not carry the newer migrations. With it, the target defaults to the
         newest file of O(migrations_dir), 0 when it holds none.
     type: path
