@@ -51,6 +51,7 @@ lint: $(STAMP) system-packages
 	$(BIN)/ruff format --check .
 	scripts/timed mypy $(BIN)/mypy
 	scripts/timed ansible-doc $(BIN)/python scripts/check-plugin-docs
+	scripts/timed "ansible-test sanity" $(BIN)/python scripts/ansible-test-sanity
 	scripts/shellcheck-all
 	scripts/detect-private-key
 	$(BIN)/python scripts/check-sops-encrypted

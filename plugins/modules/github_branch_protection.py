@@ -21,8 +21,12 @@ description:
   - Runs on the controller (a local play, or C(delegate_to) localhost); needs no Python library
     beyond Ansible's own.
 author:
-  - mmo_voxel operations
+  - mmo_voxel operations (@mmo-voxel)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Reads the protection (GET only) and reports the plan as a change when it differs.
@@ -32,6 +36,7 @@ attributes:
       The keys of the protection that differ, before and after, in the shape of the write request;
       never the token.
   idempotent:
+    description: Run twice in a row with the same options, the second run reports no change.
     support: full
 options:
   api_url:

@@ -19,7 +19,7 @@ description:
   - Parts of O(path) that do not exist yet are not checked; RV(missing) names the first one.
   - Read-only; always C(changed=false).
 author:
-  - mmo_voxel operations
+  - mmo_voxel operations (@mmo-voxel)
 options:
   path:
     description: The folder the user must reach (it may not exist yet).
@@ -33,7 +33,11 @@ options:
     description: The user's primary group id.
     type: int
     required: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Read-only; runs the same check in check mode.

@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # The in-repo collection's second vars plugin: the repository's root, set once for every play
 # (issue #21). Roles find the repository's files through it instead of reaching out of
 # themselves (role_path/../..) or guessing from where the playbook lies (playbook_dir).

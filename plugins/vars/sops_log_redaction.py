@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # The in-repo collection's vars plugin: keeps the values the community.sops vars plugin decrypted
 # out of Ansible's log file (issue #18, item 11).
 from __future__ import annotations
