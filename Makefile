@@ -53,6 +53,9 @@ lint: $(STAMP) system-packages
 	scripts/timed ansible-lint $(BIN)/ansible-lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	scripts/timed mypy $(BIN)/mypy
+	scripts/timed ansible-doc $(BIN)/python scripts/check-plugin-docs
+	scripts/timed "ansible-test sanity" $(BIN)/python scripts/ansible-test-sanity
 	scripts/shellcheck-all
 	scripts/detect-private-key
 	$(BIN)/python scripts/check-sops-encrypted
@@ -130,4 +133,4 @@ lock: $(STAMP)
 	mv constraints.txt.new constraints.txt
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache

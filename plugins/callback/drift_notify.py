@@ -1,13 +1,7 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Callback: the drift report for runners that keep their own output (AWX, ansible-runner)."""
 
 from __future__ import annotations
-
-from typing import Any
-
-from ansible.plugins.callback import CallbackBase
-
-from ansible_collections.mmo_voxel.ops.plugins.callback.drift_report import DriftRecorder
-from ansible_collections.mmo_voxel.ops.plugins.plugin_utils.drift import post_summary
 
 DOCUMENTATION = r"""
 name: drift_notify
@@ -38,6 +32,13 @@ options:
     env:
       - name: DRIFT_DISCORD_WEBHOOK
 """
+
+from typing import Any
+
+from ansible.plugins.callback import CallbackBase
+
+from ansible_collections.mmo_voxel.ops.plugins.callback.drift_report import DriftRecorder
+from ansible_collections.mmo_voxel.ops.plugins.plugin_utils.drift import post_summary
 
 
 class CallbackModule(DriftRecorder, CallbackBase):

@@ -1,24 +1,7 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Callback: gather what a check-mode run would change, host by host, into a drift report."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
-from typing import Any
-
-from ansible.plugins.callback.default import CallbackModule as DefaultCallback
-from ansible.template import Templar
-
-from ansible_collections.mmo_voxel.ops.plugins.plugin_utils.drift import (
-    SECRET_NAME,
-    Change,
-    DriftReport,
-    redact,
-    render_diff,
-    secret_values,
-    utc_now,
-    write_report,
-)
 
 DOCUMENTATION = r"""
 name: drift_report
@@ -47,6 +30,25 @@ requirements:
     (scripts/drift-check does)
 """
 
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ansible.plugins.callback.default import CallbackModule as DefaultCallback
+from ansible.template import Templar
+
+from ansible_collections.mmo_voxel.ops.plugins.plugin_utils.drift import (
+    SECRET_NAME,
+    Change,
+    DriftReport,
+    redact,
+    render_diff,
+    secret_values,
+    utc_now,
+    write_report,
+)
+
 
 class DriftRecorder:
     """What both drift callbacks do with the run: learn the secrets, record changes and failures,
@@ -58,6 +60,8 @@ class DriftRecorder:
 
     report: DriftReport
     secrets: set[str]
+    # Provided by the subclass's CallbackBase (the plugin's options, from its DOCUMENTATION).
+    get_option: Callable[[str], Any]
 
     def _start_recording(self) -> None:
         self.report = DriftReport()
@@ -147,6 +151,8 @@ class CallbackModule(DriftRecorder, DefaultCallback):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "stdout"
     CALLBACK_NAME = "mmo_voxel.ops.drift_report"
+    # Ansible's Display (from CallbackBase), then the RedactingDisplay that stands in for it.
+    _display: Any
 
     def __init__(self) -> None:
         super().__init__()
@@ -197,7 +203,7 @@ class RedactingDisplay:
         {"display", "warning", "error", "banner", "v", "vv", "vvv", "vvvv", "vvvvv", "vvvvvv"}
     )
 
-    def __init__(self, display: Any, clean: Any) -> None:
+    def __init__(self, display: Any, clean: Callable[[str], str]) -> None:
         self._inner = display
         self._clean = clean
 

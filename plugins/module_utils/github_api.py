@@ -45,15 +45,15 @@ class InvalidOption(ValueError):
         self.option = option
         self.problem = problem
 
-    def fail(self, module: AnsibleModule) -> NoReturn:
+    def fail(self, module: AnsibleModule) -> NoReturn:  # type: ignore[misc]  # fail_json exits; ansible-core is untyped, so mypy cannot know
         """Fail the module, naming the option (and returning it, for a playbook to map)."""
         module.fail_json(msg=str(self), invalid_option=self.option, problem=self.problem)
 
 
 def checked_api_url(params: dict[str, Any]) -> str:
     """The shared options checked (an http(s) URL, a token); the URL without a trailing slash."""
-    api_url = params["api_url"]
-    if not re.match(r"^https?://[^/\s]+", api_url or ""):
+    api_url: str | None = params["api_url"]
+    if not api_url or not re.match(r"^https?://[^/\s]+", api_url):
         raise InvalidOption("api_url", f"'{api_url}' is not an http(s):// URL")
     if not params["token"]:
         raise InvalidOption("token", "empty; every request to the API needs a token")

@@ -22,7 +22,7 @@ description:
   - A message changes no managed state - the result is always C(changed=false); RV(sent) says
     whether it went out.
 author:
-  - mmo_voxel operations
+  - mmo_voxel operations (@mmo-voxel)
 options:
   url:
     description:
@@ -40,7 +40,11 @@ options:
     description: Seconds to wait for Discord's answer.
     type: int
     default: 10
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Reports what it would post (RV(length)) and sends nothing.

@@ -21,8 +21,12 @@ description:
   - Runs on the controller (a local play, or C(delegate_to) localhost); needs no Python library
     beyond Ansible's own.
 author:
-  - mmo_voxel operations
+  - mmo_voxel operations (@mmo-voxel)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Reads the protection (GET only) and reports the plan as a change when it differs.
@@ -32,6 +36,7 @@ attributes:
       The keys of the protection that differ, before and after, in the shape of the write request;
       never the token.
   idempotent:
+    description: Run twice in a row with the same options, the second run reports no change.
     support: full
 options:
   api_url:
@@ -201,7 +206,7 @@ problem:
 """
 
 import json
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 from urllib.parse import quote
 
 from ansible.module_utils.basic import AnsibleModule
@@ -379,7 +384,8 @@ class BranchProtection:
         """The current protection as GitHub answers it; None when the branch has none."""
         answer = github_api.request(self.module, "GET", self.url)
         if answer.status == 200:
-            return answer.body
+            # GitHub answers a branch's protection with a JSON object.
+            return cast(dict[str, Any], answer.body)
         if answer.status == 404 and answer.message == NOT_PROTECTED:
             return None
         if answer.status == 404:  # GitHub's answer to a token that may not see the repository too
@@ -397,7 +403,7 @@ class BranchProtection:
             self.fail("Writing", answer.describe())
         return normalise(answer.body)
 
-    def fail(self, action: str, why: str) -> NoReturn:
+    def fail(self, action: str, why: str) -> NoReturn:  # type: ignore[misc]  # fail_json exits; ansible-core is untyped, so mypy cannot know
         self.module.fail_json(
             msg=f"{action} the protection of {self.where} at {self.url} failed: {why}"
         )

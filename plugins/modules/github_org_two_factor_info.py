@@ -17,8 +17,12 @@ description:
     failed; what to do about an unknown or missing requirement (fail or warn) is the caller's call.
   - Read-only; always C(changed=false).
 author:
-  - mmo_voxel operations
+  - mmo_voxel operations (@mmo-voxel)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Read-only; reads in check mode too.

@@ -38,7 +38,7 @@ description:
     only when Godot produced a non-empty artifact and reported no failed import, so a failed
     export leaves the previous artifact as it was.
 author:
-  - mmo_voxel operations
+  - mmo_voxel operations (@mmo-voxel)
 options:
   project_path:
     description:
@@ -111,7 +111,11 @@ options:
         the task fails.
     type: int
     default: 600
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Reports whether an import pass and an export would run; runs neither.
@@ -119,6 +123,7 @@ attributes:
     support: full
     details: Shows the artifact's sha256 and inputs hash before and after.
   idempotent:
+    description: Run twice in a row with the same options, the second run reports no change.
     support: full
 notes:
   - Godot writes editor settings and caches under the HOME of the user the task runs as
@@ -316,7 +321,7 @@ class GodotExporter:
 
     # -- inputs ---------------------------------------------------------------------------
     def find_binary(self) -> str:
-        wanted = self.params["godot_binary"]
+        wanted: str | None = self.params["godot_binary"]
         if wanted:
             if os.sep in wanted:
                 if not os.access(wanted, os.X_OK):

@@ -15,11 +15,11 @@ description:
     user pass it, i.e. search it, C(x)?). Then asks the kernel itself, from a child process that has
     switched to that user, whether the deepest existing folder can be reached; the module
     fails when the two disagree rather than guess.
-  - The user need not exist yet (a fresh host in a preflight): only the numbers are used.
+  - The user need not exist yet (a fresh host in a preflight); only the numbers are used.
   - Parts of O(path) that do not exist yet are not checked; RV(missing) names the first one.
   - Read-only; always C(changed=false).
 author:
-  - mmo_voxel operations
+  - mmo_voxel operations (@mmo-voxel)
 options:
   path:
     description: The folder the user must reach (it may not exist yet).
@@ -33,7 +33,11 @@ options:
     description: The user's primary group id.
     type: int
     required: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Read-only; runs the same check in check mode.
@@ -104,8 +108,14 @@ def folders_on_the_way(path: str) -> tuple[list[str], str | None]:
     return existing, None
 
 
-# POSIX ACL entry tags (linux/posix_acl_xattr.h) and the xattr that holds a folder's ACL.
-ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_GROUP, ACL_MASK, ACL_OTHER = 1, 2, 4, 8, 0x10, 0x20
+# POSIX ACL entry tags (linux/posix_acl_xattr.h) and the xattr that holds a folder's ACL. One
+# name a line: ansible-doc warns about a module-level tuple assignment.
+ACL_USER_OBJ = 1
+ACL_USER = 2
+ACL_GROUP_OBJ = 4
+ACL_GROUP = 8
+ACL_MASK = 0x10
+ACL_OTHER = 0x20
 ACL_XATTR = "system.posix_acl_access"
 SEARCH = 1  # the x bit of an ACL entry
 
@@ -170,7 +180,7 @@ def kernel_reaches(path: str, uid: int, gid: int) -> bool:
     return answer == b"1"
 
 
-def describe(folder: str) -> dict:
+def describe(folder: str) -> dict[str, str | int]:
     st = os.stat(folder)
     return {
         "path": folder,

@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Keep every SOPS file's age recipients in line with .sops.yaml and rotate data keys."""
 
 from __future__ import annotations
@@ -32,8 +33,12 @@ description:
   - Plaintext never appears in results or diffs; results carry paths, public keys and the
     I(names) of secret values only.
 author:
-  - mmo_voxel operations
+  - mmo_voxel operations (@mmo-voxel)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Lists the files and what would change; decrypts (in memory) to check access.
@@ -42,6 +47,7 @@ attributes:
     details: >-
       Shows the .sops.yaml change and, per file, recipients and data-key rotation; never values.
   idempotent:
+    description: Run twice in a row with the same options, the second run reports no change.
     support: partial
     details: Idempotent unless O(rotate=always), or O(rotate=expired) finds an expired data key.
 options:

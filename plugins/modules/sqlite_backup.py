@@ -25,7 +25,7 @@ description:
     and leftover temporary files. Deleting anything also reports C(changed=true).
   - The logic lives in C(plugins/module_utils/voxeldb/) and is shared with C(scripts/voxeldb).
 author:
-  - mmo_voxel operations
+  - mmo_voxel operations (@mmo-voxel)
 options:
   db_path:
     description: The SQLite database to back up. It must exist.
@@ -105,7 +105,11 @@ options:
         description: Likewise per calendar month.
         type: int
         default: 6
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Reports whether a backup would be written (an image is hashed in a temporary

@@ -23,7 +23,7 @@ description:
     row).
   - "Idempotence: a second run finds nothing to repair and reports C(changed=false)."
 author:
-  - mmo_voxel operations
+  - mmo_voxel operations (@mmo-voxel)
 options:
   db_path:
     description: The SQLite database. It must exist.
@@ -57,7 +57,11 @@ options:
     description: Fail the task (after repairing what can be) when some rows are unrepairable.
     type: bool
     default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Lists damaged keys and the backup each would be repaired from.
@@ -120,7 +124,13 @@ def main() -> None:
             "db_path": {"type": "path", "required": True},
             "backup_dir": {"type": "path", "required": True},
             "table": {"type": "str", "default": "chunks"},
-            "key_columns": {"type": "list", "elements": "str", "default": ["cx", "cy", "cz"]},
+            # Column names, not secrets (validate-modules guesses from "key" in the name).
+            "key_columns": {
+                "type": "list",
+                "elements": "str",
+                "default": ["cx", "cy", "cz"],
+                "no_log": False,
+            },
             "payload_column": {"type": "str", "default": "payload"},
             "checksum_column": {"type": "str", "default": "checksum"},
             "fail_on_unrepairable": {"type": "bool", "default": False},

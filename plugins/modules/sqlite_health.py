@@ -20,7 +20,7 @@ description:
   - The module never changes anything and always reports C(changed=false). It fails when the
     verdict is unhealthy unless O(fail_on_unhealthy=false).
 author:
-  - mmo_voxel operations
+  - mmo_voxel operations (@mmo-voxel)
 options:
   db_path:
     description: The SQLite database. It must exist.
@@ -60,7 +60,11 @@ options:
     description: Fail the task when the verdict is unhealthy (the report is returned either way).
     type: bool
     default: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Read-only; runs the same checks in check mode.

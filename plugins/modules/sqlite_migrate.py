@@ -25,7 +25,7 @@ description:
     playbook C(playbooks/db_migrate.yml) takes a backup first and restores it on failure.
   - "Idempotence: when the database is at the target version, nothing runs and C(changed=false)."
 author:
-  - mmo_voxel operations
+  - mmo_voxel operations (@mmo-voxel)
 options:
   db_path:
     description: The SQLite database. It must exist.
@@ -43,11 +43,15 @@ options:
   down_migrations_dir:
     description:
       - Where the down sections come from when the database is above the target - the files of
-        the version that applied those migrations. A rollback to an older image needs it: the
+        the version that applied those migrations. A rollback to an older image needs it; the
         older image does not carry the newer migrations. With it, the target defaults to the
         newest file of O(migrations_dir), 0 when it holds none.
     type: path
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Lists the migrations that would run, after every refusal check.

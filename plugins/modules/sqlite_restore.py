@@ -26,7 +26,7 @@ description:
   - "Idempotence: when the database already holds exactly the chosen backup's content, nothing is
     done and C(changed=false)."
 author:
-  - mmo_voxel operations
+  - mmo_voxel operations (@mmo-voxel)
 options:
   db_path:
     description:
@@ -59,7 +59,11 @@ options:
       - Has no effect with O(name).
     type: bool
     default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Verifies the backup and reports which backup would be restored and which files

@@ -12,7 +12,7 @@ import difflib
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,7 +214,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return SECRET_ASSIGNMENT.sub(lambda m: m.group("key") + REDACTED, text)
 
 
-def to_markdown(report: DriftReport, history: list[Mapping[str, Any]] | None = None) -> str:
+def to_markdown(report: DriftReport, history: Sequence[Mapping[str, Any]] | None = None) -> str:
     """The human report: a summary table, each drifted or failed host with its tasks, then the
     trend of the last runs when ``history`` (``history.jsonl`` lines, oldest first) is given."""
     s = report.summary()
@@ -248,7 +248,7 @@ def to_markdown(report: DriftReport, history: list[Mapping[str, Any]] | None = N
     return "\n".join(lines).rstrip() + "\n"
 
 
-def trend_markdown(history: list[Mapping[str, Any]], runs: int = TREND_RUNS) -> list[str]:
+def trend_markdown(history: Sequence[Mapping[str, Any]], runs: int = TREND_RUNS) -> list[str]:
     """The last ``runs`` runs, newest first, and the hosts that drifted in more than one of them.
 
     A host that keeps coming back is being fixed by hand, or has a role that does not converge:

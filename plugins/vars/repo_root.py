@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # The in-repo collection's second vars plugin: the repository's root, set once for every play
 # (issue #21). Roles find the repository's files through it instead of reaching out of
 # themselves (role_path/../..) or guessing from where the playbook lies (playbook_dir).
@@ -33,6 +34,7 @@ options:
 """
 
 from pathlib import Path
+from typing import Any
 
 from ansible.inventory.group import Group
 from ansible.plugins.vars import BaseVarsPlugin
@@ -42,7 +44,7 @@ REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class VarsModule(BaseVarsPlugin):
-    def get_vars(self, loader, path, entities, cache=True):
+    def get_vars(self, loader: Any, path: str, entities: Any, cache: bool = True) -> dict[str, str]:
         super().get_vars(loader, path, entities)
         entities = entities if isinstance(entities, list) else [entities]
         if any(isinstance(entity, Group) and entity.name == "all" for entity in entities):

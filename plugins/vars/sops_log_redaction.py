@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # The in-repo collection's vars plugin: keeps the values the community.sops vars plugin decrypted
 # out of Ansible's log file (issue #18, item 11).
 from __future__ import annotations
@@ -28,6 +29,7 @@ import json
 import logging
 import re
 import threading
+from typing import Any
 
 import yaml
 from ansible.errors import AnsibleError
@@ -41,11 +43,14 @@ try:
 except ImportError:  # pragma: no cover - checked by get_vars below, with a clear message
     DECRYPTED = None
 
+# community.sops's DECRYPTED: each decrypted file's content (bytes or text) by its path.
+Decrypted = dict[str, bytes | str]
+
 MASK = "********"
 MIN_LENGTH = 6
 
 
-def secret_leaves(value) -> list[str]:
+def secret_leaves(value: object) -> list[str]:
     """Every scalar of a decrypted file worth hiding, as text."""
     if isinstance(value, dict):
         return [leaf for item in value.values() for leaf in secret_leaves(item)]
@@ -68,18 +73,18 @@ def written_forms(value: str) -> set[str]:
 class RedactDecrypted(logging.Filter):
     """Rewrites each log record with every decrypted value masked."""
 
-    def __init__(self, decrypted: dict) -> None:
+    def __init__(self, decrypted: Decrypted) -> None:
         super().__init__()
         self._decrypted = decrypted
         self._seen = -1
-        self._pattern = None
+        self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
 
-    def _current(self):
+    def _current(self) -> re.Pattern[str] | None:
         # Files are decrypted as the inventory loads: rebuild when the plugin's dict grew.
         with self._lock:
             if len(self._decrypted) != self._seen:
-                forms = set()
+                forms: set[str] = set()
                 for content in list(self._decrypted.values()):
                     data = yaml.safe_load(to_text(content))
                     for leaf in secret_leaves(data):
@@ -99,7 +104,7 @@ class RedactDecrypted(logging.Filter):
         return True
 
 
-def install(decrypted: dict) -> None:
+def install(decrypted: Decrypted) -> None:
     """Once per process, on every handler of the root logger (where Ansible puts its log file)."""
     for handler in logging.root.handlers:
         if not any(isinstance(f, RedactDecrypted) for f in handler.filters):
@@ -107,7 +112,9 @@ def install(decrypted: dict) -> None:
 
 
 class VarsModule(BaseVarsPlugin):
-    def get_vars(self, loader, path, entities, cache=None):
+    def get_vars(
+        self, loader: Any, path: str, entities: Any, cache: bool | None = None
+    ) -> dict[str, Any]:
         super().get_vars(loader, path, entities)
         if DECRYPTED is None or not isinstance(DECRYPTED, dict):
             raise AnsibleError(

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -131,7 +131,7 @@ def _load_yaml_documents(text: str) -> tuple[list[Any], list[str]]:
     loader = _DuplicateKeyLoader(text)
     try:
         docs = []
-        while loader.check_data():
+        while loader.check_data():  # type: ignore[no-untyped-call]  # unannotated in types-PyYAML
             docs.append(loader.get_data())
         return docs, loader.duplicates
     finally:
@@ -167,14 +167,14 @@ def parse_sops_file(path: Path, content: bytes | None = None) -> FileMetadata:
             tree = json.loads(text, object_pairs_hook=hook) if text.strip() else None
         elif fmt == "dotenv":
             pairs = [
-                tuple(line.split("=", 1))
-                for line in text.splitlines()
-                if "=" in line and not line.lstrip().startswith("#")
+                (key, value)
+                for key, sep, value in (line.partition("=") for line in text.splitlines())
+                if sep and not key.lstrip().startswith("#")
             ]
             names = [pair[0] for pair in pairs]
             duplicates = sorted({name for name in names if names.count(name) > 1})
-            data, meta = _flat_to_tree(pairs)  # type: ignore[arg-type]
-            tree = {**data, "sops": meta} if any(k == "mac" for k in meta) else data
+            data, flat_meta = _flat_to_tree(pairs)
+            tree = {**data, "sops": flat_meta} if any(k == "mac" for k in flat_meta) else data
         else:  # ini
             section, pairs = None, []
             for line in text.splitlines():
@@ -184,8 +184,8 @@ def parse_sops_file(path: Path, content: bytes | None = None) -> FileMetadata:
                 elif "=" in stripped and not stripped.startswith((";", "#")):
                     key, value = (part.strip() for part in stripped.split("=", 1))
                     pairs.append((f"sops_{key}" if section == "sops" else key, value))
-            data, meta = _flat_to_tree(pairs)
-            tree = {**data, "sops": meta} if "mac" in meta else data
+            data, flat_meta = _flat_to_tree(pairs)
+            tree = {**data, "sops": flat_meta} if "mac" in flat_meta else data
     except (yaml.YAMLError, ValueError):
         return FileMetadata(encrypted=False, fmt=fmt)
     if not isinstance(tree, Mapping):
@@ -299,7 +299,9 @@ def _comments_yaml(text: str) -> list[str] | None:
             tokens(node.ca.comment)
             tokens(list(node.ca.items.values()))
             tokens(node.ca.end)
-            for child in node.values() if isinstance(node, Mapping) else node:
+            # Not a mapping: a CommentedSeq or CommentedSet, iterable (CommentedBase is not).
+            children = node.values() if isinstance(node, Mapping) else cast(Iterable[Any], node)
+            for child in children:
                 walk(child)
 
     walk(doc)

@@ -68,7 +68,9 @@ SCRATCH_PREFIX = "mmo-voxel-sops-"
 class SopsCommandError(SopsKeysError):
     """A sops call failed; the message maps the exit code and never carries file content."""
 
-    def __init__(self, action: str, target: str, code: int | None, stderr: str) -> None:
+    def __init__(
+        self, action: str, target: str, code: int | None, stderr: str | bytes | None
+    ) -> None:
         meaning = SOPS_EXIT_CODES.get(code or -1, "unknown error")
         detail = _safe_stderr(stderr)
         super().__init__(

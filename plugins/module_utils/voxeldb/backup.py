@@ -43,7 +43,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.ops_common import fsync_dir, utc_now
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb import manifest as mf
@@ -231,10 +231,11 @@ def compress_file(source: Path, target: Path, compression: str, level: int | Non
         ):
             shutil.copyfileobj(src, dst, CHUNK)
     elif compression == "zstd":
-        if mf._zstd is None:
+        zstd = mf.zstd_module()
+        if zstd is None:
             raise InputError("compression zstd needs the Python package zstandard on this host")
         with open(source, "rb") as src, open(target, "wb") as dst:
-            mf._zstd.ZstdCompressor(level=level or 3).copy_stream(src, dst)
+            zstd.ZstdCompressor(level=level or 3).copy_stream(src, dst)
     else:
         raise InputError(f"unknown compression {compression!r}")
 
@@ -453,7 +454,8 @@ def _verified_image(db: Path, raw: Path, options: BackupOptions) -> tuple[dict[s
             hashing = pool.submit(sha256_file, raw) if copy.sha256 is None else None
             flushing = pool.submit(fsync_file, raw) if options.compression == "none" else None
             problems = mf.run_integrity_check(raw, options.check)
-            db_sha = copy.sha256 if hashing is None else hashing.result()
+            # No hashing exactly when the copy hashed what it wrote (copy.sha256 is set).
+            db_sha = cast(str, copy.sha256) if hashing is None else hashing.result()
             if flushing is not None:
                 flushing.result()
     if problems:
@@ -577,11 +579,11 @@ def _prune_locked(directory: Path, policy: RetentionPolicy, check_mode: bool) ->
     is writing, so every temporary file is a leftover of an interrupted one.
     """
     entries = mf.list_backups(directory, verify=True)
-    good = [e for e in entries if e.ok and e.manifest is not None]
+    # The verified backups' manifests by name, in the listing's order.
+    good = {e.name: e.manifest for e in entries if e.ok and e.manifest is not None}
     invalid = [{"name": e.name, "problem": e.problem} for e in entries if not e.ok]
-    keep, delete = select_retention([(e.name, e.manifest.created_at) for e in good], policy)
-    by_name = {e.name: e for e in good}
-    newest = max((e.manifest.created_at for e in good), default=None)
+    keep, delete = select_retention([(n, m.created_at) for n, m in good.items()], policy)
+    newest = max((m.created_at for m in good.values()), default=None)
     temps = sorted(p for p in directory.glob(f"{TMP_PREFIX}*") if p.is_file())
     stale = [
         path
@@ -590,7 +592,7 @@ def _prune_locked(directory: Path, policy: RetentionPolicy, check_mode: bool) ->
     ]
     if not check_mode:
         for name in delete:
-            manifest = by_name[name].manifest
+            manifest = good[name]
             # Manifest first: an interrupted prune leaves an orphan data file (removed by the
             # next prune), never a manifest pointing at nothing.
             manifest.path.unlink(missing_ok=True)

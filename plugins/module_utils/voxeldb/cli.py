@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="voxeldb", description="Backup, restore, migrate, check and repair the world DB."
     )
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)  # only lends its arguments (parents=)
     common.add_argument("--json", action="store_true", help="print the result as JSON")
     common.add_argument("--dry-run", action="store_true", help="check mode: change nothing")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)

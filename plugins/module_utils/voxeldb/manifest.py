@@ -74,6 +74,11 @@ def zstd_available() -> bool:
     return _zstd is not None
 
 
+def zstd_module() -> Any:
+    """The ``zstandard`` module (untyped), None where it is not installed."""
+    return _zstd
+
+
 @dataclasses.dataclass(frozen=True)
 class Manifest:
     """The parsed manifest of one backup."""
@@ -89,7 +94,8 @@ class Manifest:
     @property
     def data_path(self) -> Path:
         """The backup's data file."""
-        return self.path.parent / self.data["file"]
+        file: str = self.data["file"]
+        return self.path.parent / file
 
     @property
     def created_at(self) -> _dt.datetime:
@@ -99,12 +105,14 @@ class Manifest:
     @property
     def sha256(self) -> str:
         """sha256 of the stored data file."""
-        return self.data["sha256"]
+        sha256: str = self.data["sha256"]
+        return sha256
 
     @property
     def compression(self) -> str:
         """none, gzip or zstd."""
-        return self.data["compression"]
+        compression: str = self.data["compression"]
+        return compression
 
     def summary(self) -> dict[str, Any]:
         """A short dict for reports."""

@@ -139,7 +139,8 @@ def _unreadable_newer(
     found = []
     for entry in entries:
         moment = mf.backup_time(entry.name)
-        if entry.manifest is not None or moment is None:
+        # A manifest that did not read always says why (entry.problem).
+        if entry.manifest is not None or entry.problem is None or moment is None:
             continue
         if moment > chosen.created_at and (before is None or moment <= before):
             found.append(
