@@ -5,8 +5,8 @@ ansible-test fetches get-pip-<version>.py from ci-files.testing.ansible.com unle
 there, so the sanity test needs no host but the package index. Like get-pip.py it takes pip's
 install arguments (`pip==24.2`, `--disable-pip-version-check`) plus `--no-setuptools` and
 `--no-wheel`, and installs what it is asked for into the (empty) venv that runs it: with the pip
-wheel the interpreter bundles for ensurepip, run straight from the wheel (pip's documented way to
-bootstrap itself), so only the pip asked for is installed.
+wheel ensurepip would install (bundled, or the distribution's), run straight from the wheel
+(pip's documented way to bootstrap itself), so only the pip asked for is installed.
 """
 
 from __future__ import annotations
@@ -20,9 +20,19 @@ from pathlib import Path
 GET_PIP_ONLY = {"--no-setuptools", "--no-wheel"}
 
 
+def bundled_pip_wheel() -> Path:
+    """The pip wheel ensurepip installs: in ensurepip's _bundled folder (python.org builds,
+    pyenv), or where the distribution keeps it (Debian's python3.11-venv puts it in
+    /usr/share/python-wheels and has ensurepip look there). ensurepip's own lookup knows both."""
+    pip = ensurepip._get_packages()["pip"]
+    if pip.wheel_path:
+        return Path(pip.wheel_path)
+    return Path(ensurepip.__file__).parent / "_bundled" / pip.wheel_name
+
+
 def main() -> int:
     args = [arg for arg in sys.argv[1:] if arg not in GET_PIP_ONLY]
-    wheel = next(Path(ensurepip.__file__).parent.glob("_bundled/pip-*.whl"))
+    wheel = bundled_pip_wheel()
     return subprocess.run(
         [sys.executable, str(wheel / "pip"), "install", *args], check=False
     ).returncode
