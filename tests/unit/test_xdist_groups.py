@@ -31,13 +31,11 @@ def test_the_tests_of_one_file_run_on_one_worker() -> None:
 
 
 def test_collection_puts_the_longest_groups_first() -> None:
-    """conftest's LONGEST_FIRST decides the order of collection, which pytest-xdist's stable
-    sort by group size keeps among groups of one size (the one-test Molecule scenarios).
-    `make test` keeps that sort: handing groups out in exactly this order was measured slower
-    (tests/conftest.py says by how much)."""
+    """conftest's LONGEST_FIRST decides the order of collection, and `make test` hands the
+    groups out in that order (--no-loadscope-reorder: pytest-xdist's own sort by group size put
+    the one-test Molecule scenarios last; tests/conftest.py says what that cost)."""
     makefile = (REPO / "Makefile").read_text()
-    assert "--dist loadgroup" in makefile
-    assert "--no-loadscope-reorder" not in makefile
+    assert "--dist loadgroup --no-loadscope-reorder" in makefile
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests"],
         cwd=REPO, capture_output=True, text=True, check=False, timeout=300,
