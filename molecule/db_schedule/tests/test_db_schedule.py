@@ -13,16 +13,16 @@ import json
 import os
 import re
 import sys
-import time
 import zoneinfo
 from pathlib import Path
 
 import pytest
 
 # The repository's tests/ (documented_commands: the commands roles/db_schedule/README.md shows,
-# run here as written through run_documented_on).
+# run here as written through run_documented_on; polling: the one way a test waits).
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 from documented_commands import run_documented_on
+from polling import wait_until
 
 # The studio's zone (db_schedule_timezone's default): the timers' times are its local times.
 STUDIO = zoneinfo.ZoneInfo("Asia/Tokyo")
@@ -70,14 +70,16 @@ def received(host) -> list[dict]:
 
 
 def wait_for_post(host, count: int, timeout: float = 30.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def enough() -> list[dict] | None:
         posts = received(host)
-        if len(posts) >= count:
-            return posts
-        time.sleep(0.5)
-    journal = host.run("journalctl -u 'mmo-voxel-db-alert@*' --no-pager | tail -20").stdout
-    pytest.fail(f"no alert reached the receiver within {timeout} s; alert journal:\n{journal}")
+        return posts if len(posts) >= count else None
+
+    def alert_journal() -> str:
+        return host.run("journalctl -u 'mmo-voxel-db-alert@*' --no-pager | tail -20").stdout
+
+    return wait_until(
+        enough, timeout, f"{count} alert(s) at the receiver", interval=0.5, context=alert_journal
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,15 +88,8 @@ def receiver(host):
     host.run(f"rm -f {RECEIVED}")
     host.check_output("cat > /tmp/receiver.py <<'EOF'\n" + RECEIVER + "\nEOF")
     host.check_output("systemd-run --unit=db-test-receiver --collect python3 /tmp/receiver.py")
-    for _ in range(40):
-        if (
-            host.run(
-                "python3 -c \"import socket; socket.create_connection(('127.0.0.1', 8765))\""
-            ).rc
-            == 0
-        ):
-            break
-        time.sleep(0.25)
+    connect = "python3 -c \"import socket; socket.create_connection(('127.0.0.1', 8765))\""
+    wait_until(lambda: host.run(connect).rc == 0, 10, "the receiver to listen", interval=0.25)
     yield
     host.run("systemctl stop db-test-receiver.service")
 

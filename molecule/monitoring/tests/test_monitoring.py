@@ -8,9 +8,14 @@ the rules, scrapes the collector and fires the restore-drill alert from the db_o
 from __future__ import annotations
 
 import json
-import time
+import sys
+from pathlib import Path
 
 import pytest
+
+# The repository's tests/: polling, the one way a test waits.
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+from polling import wait_until
 
 SERVICES = [
     "prometheus",
@@ -42,13 +47,8 @@ def api(host, path: str) -> dict:
 
 
 def eventually(check, timeout: float = 60.0):
-    """Retry check() until it returns a truthy value (Prometheus scrapes every 5 s here)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(2)
+    """check()'s value once it is truthy (Prometheus scrapes every 5 s here)."""
+    return wait_until(check, timeout, getattr(check, "__name__", "the check"), interval=2)
 
 
 @pytest.mark.parametrize("name", SERVICES)
