@@ -10,8 +10,8 @@ module: sqlite_backup
 short_description: Make a verified, checksummed online backup of a live SQLite database
 version_added: "0.1.0"
 description:
-  - Copies a SQLite database that may be in use with SQLite itself (backup API or C(VACUUM INTO),
-    never a file copy) into a temporary file in O(backup_dir), verifies it with C(quick_check) or
+  - Copies a consistent image of a SQLite database that may be in use (see O(method)) into a
+    temporary file in O(backup_dir), verifies it with C(quick_check) or
     C(integrity_check), checksums it, optionally compresses it, fsyncs and renames it into place,
     and writes a manifest last. An interrupted backup never leaves files that look finished.
   - A database that holds no tables (a 0-byte or freshly created file) is refused unless
@@ -79,6 +79,18 @@ options:
     type: list
     elements: str
     default: []
+  prepare:
+    description:
+      - Make no backup; copy the database (live) into O(backup_dir) for the next backup to start
+        from. That backup (any, into the same directory, O(method=snapshot)) compares the database
+        with the copy and writes only the blocks that differ, so a backup taken after a stop
+        costs a read of the world instead of a whole copy's write and fsync.
+      - The copy is never listed as a backup; the next backup takes it, the next O(prepare)
+        replaces it. The backup is the same bytes with or without it.
+      - Reports C(changed=true) and C(prepared=true) when the copy was made; C(prepared=false)
+        when the WAL was never quiet enough for a snapshot (the backup then copies everything).
+    type: bool
+    default: false
   allow_empty:
     description:
       - Back up a database that holds no tables (a fresh, empty database, as on a first deploy).
@@ -166,6 +178,11 @@ backup:
     size:
       description: Size of the data file in bytes.
       type: int
+    written_bytes:
+      description: Bytes the copy wrote (less than the database's size when it started from a
+        O(prepare) copy); null when SQLite wrote it (methods other than snapshot).
+      returned: when a backup was written
+      type: int
     schema_version:
       description: MAX(version) of schema_migrations in the backup.
       type: int
@@ -183,6 +200,10 @@ retention:
     C(orphans) (files without manifest left in place).
   returned: when O(retention) is set
   type: dict
+prepared:
+  description: Whether O(prepare=true) made the copy the next backup starts from.
+  returned: when O(prepare=true), not in check mode
+  type: bool
 removed_temps:
   description: Leftover temporary files of interrupted runs that were removed.
   returned: when not in check mode
@@ -194,7 +215,10 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.backup import create_backup
+from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.backup import (
+    create_backup,
+    prepare_copy,
+)
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.manifest import list_backups
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.module_support import (
     listing,
@@ -231,6 +255,7 @@ def main() -> None:
             "force": {"type": "bool", "default": False},
             "expected_tables": {"type": "list", "elements": "str", "default": []},
             "allow_empty": {"type": "bool", "default": False},
+            "prepare": {"type": "bool", "default": False},
             "retention": {"type": "dict", "options": RETENTION_SPEC},
         },
         supports_check_mode=True,
@@ -238,6 +263,10 @@ def main() -> None:
     params = module.params
 
     def action() -> dict[str, Any]:
+        if params["prepare"]:
+            return prepare_copy(
+                params["db_path"], params["backup_dir"], check_mode=module.check_mode
+            )
         before = [e.name for e in list_backups(params["backup_dir"], verify=False)]
         policy = RetentionPolicy(**params["retention"]) if params["retention"] else None
         result = create_backup(

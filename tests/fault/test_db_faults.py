@@ -22,6 +22,7 @@ from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb import manif
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.backup import (
     FAULT_PHASES,
     create_backup,
+    prepare_copy,
 )
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.chunks import repair_chunks
 from ansible_collections.mmo_voxel.ops.plugins.module_utils.voxeldb.errors import MigrationError
@@ -119,9 +120,10 @@ def assert_cleaned_by_a_later_run(backups, db, compression) -> None:
 
 
 # Every phase a backup run passes through (``compressed`` only with compression).
+# A deploy's backup starts from the earlier copy prepared before the stop ("prepared").
 PHASE_KILLS = [
-    pytest.param(phase, compression, id=f"{phase}-{compression}")
-    for compression in ("none", "gzip")
+    pytest.param(phase, compression, prepared, id=f"{phase}-{compression}{prepared}")
+    for compression, prepared in (("none", ""), ("gzip", ""), ("none", "-prepared"))
     for phase in FAULT_PHASES
     if phase != "pruning" and not (phase == "compressed" and compression == "none")
 ]
@@ -129,12 +131,18 @@ PHASE_KILLS = [
 FINISHED_FROM = FAULT_PHASES.index("manifest-renamed")
 
 
-@pytest.mark.parametrize(("phase", "compression"), PHASE_KILLS)
-def test_backup_killed_at_each_phase_never_looks_finished(tmp_path, phase, compression):
+@pytest.mark.parametrize(("phase", "compression", "prepared"), PHASE_KILLS)
+def test_backup_killed_at_each_phase_never_looks_finished(tmp_path, phase, compression, prepared):
     db = make_region_world(tmp_path / "db" / "world.db", regions=4, chunks=50)
     backups = tmp_path / "backups"
     create_backup(db, backups, compression=compression)
     previous = backup_bytes(backups)
+    if prepared:
+        prepare_copy(db, backups)
+        conn = sqlite3.connect(db)
+        conn.execute("UPDATE player SET name = 'after the earlier copy' WHERE name = 'ada'")
+        conn.commit()
+        conn.close()
     killed = subprocess.run(
         backup_cmd(db, backups, compression), env=cli_env(phase), capture_output=True, check=False
     )

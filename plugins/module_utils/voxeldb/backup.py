@@ -26,6 +26,13 @@ removes orphans older than the newest verified backup (and any temporary file, u
 
 Idempotence: when the database's content is byte-for-byte the content of the newest verified
 backup (same ``db_sha256`` of the uncompressed image), no new backup is written unless ``force``.
+
+An earlier copy (:func:`prepare_copy`): a deploy copies the world into ``BASE_NAME`` in the backup
+directory while the old version still serves; the backup after the stop starts from that file
+and writes only the blocks that changed since (``snapshot.py``), so the window holds a compare
+of the database with the copy, not a whole copy's write and fsync. The next backup into the
+directory takes the file (any later backup, whatever its prefix: the result does not depend on
+what the file holds); it is never listed as a backup or an orphan.
 """
 
 from __future__ import annotations
@@ -74,6 +81,7 @@ METHODS = ("snapshot", "backup", "stepped", "vacuum")
 #: bench/README.md). ``snapshot`` falls back to ``backup`` when the WAL is never quiet.
 DEFAULT_METHOD = "snapshot"
 LOCK_NAME = mf.LOCK_FILE
+BASE_NAME = mf.BASE_FILE
 #: The named points of a backup (and of retention) where ``fsutil.fault_point`` can kill the
 #: process in tests, in the order a backup reaches them. ``compressed`` is reached only with
 #: compression, ``pruning`` only when retention deletes a backup (between its two files).
@@ -145,6 +153,8 @@ class Copy:
 
     method: str
     sha256: str | None = None
+    #: Bytes the copy wrote (a snapshot's): less than the image onto an earlier copy.
+    written: int | None = None
 
 
 def copy_database(
@@ -155,15 +165,22 @@ def copy_database(
     step_pages: int = 4096,
     step_sleep: float = 0.0,
     busy_timeout: float = 30.0,
+    reuse: bool = False,
 ) -> Copy:
-    """Make a consistent copy of the (possibly live) database at ``db_path`` into ``target``."""
+    """Make a consistent copy of the (possibly live) database at ``db_path`` into ``target``.
+
+    With ``reuse``, ``target`` holds an earlier copy: a snapshot writes only what differs; any
+    other method starts from an empty file.
+    """
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     if method == "snapshot":
-        digest = snapshot_copy(db_path, target, busy_timeout=busy_timeout)
-        if digest is not None:
-            return Copy(method, digest)
+        done = snapshot_copy(db_path, target, busy_timeout=busy_timeout, reuse=reuse)
+        if done is not None:
+            return Copy(method, done.sha256, done.written)
         method = "backup"  # the WAL was never quiet: the backup API copies under any load
+    if reuse:
+        os.truncate(target, 0)  # SQLite would take the earlier copy for a database to update
     source = sqlite3.connect(db_path, timeout=busy_timeout)
     try:
         if method == "vacuum":
@@ -366,8 +383,10 @@ def create_backup(
     with dir_lock(directory):
         result["removed_temps"] = remove_stale_temps(directory)
         fault_point("locked")
-        newest = _newest_verified(directory)
-        written = _write_backup(db, directory, prefix, options, newest if not force else None)
+        # With force the newest backup is not compared with: its checksum is not read either
+        # (a whole backup's read, inside a deploy's window).
+        newest = None if force else _newest_verified(directory)
+        written = _write_backup(db, directory, prefix, options, newest)
         if written is None and newest is not None:
             result["backup"] = newest.summary()
             result["skipped_reason"] = (
@@ -380,6 +399,52 @@ def create_backup(
             result["retention"] = _prune_locked(directory, retention, check_mode=False)
             result["changed"] = result["changed"] or result["retention"]["changed"]
     return result
+
+
+def prepare_copy(
+    db_path: str | os.PathLike[str],
+    backup_dir: str | os.PathLike[str],
+    *,
+    check_mode: bool = False,
+    dir_mode: int = 0o750,
+    busy_timeout: float = 30.0,
+) -> dict[str, Any]:
+    """Copy the (live) database into ``backup_dir``'s earlier-copy file for the next backup.
+
+    Nothing of it counts as a backup: the next :func:`create_backup` into the directory takes
+    the file and writes only what changed since. When the WAL is never quiet enough for a
+    snapshot, nothing is prepared (``prepared`` false) and that backup copies the whole world.
+    """
+    db = require_sqlite_file(Path(db_path).expanduser(), "database")
+    directory = validate_backup_dir(db, backup_dir)
+    result: dict[str, Any] = {"changed": True, "db": str(db), "backup_dir": str(directory)}
+    if check_mode:
+        return result
+    if not directory.exists():
+        directory.mkdir(mode=dir_mode, parents=True)
+    with dir_lock(directory):
+        tmp = temp_path(directory, "earlier-copy")
+        try:
+            with reported(BackupError, db=db, writing=tmp, doing=f"copying {db} into {directory}"):
+                done = snapshot_copy(db, tmp, busy_timeout=busy_timeout)
+            if done is not None:
+                os.replace(tmp, directory / BASE_NAME)
+        finally:
+            tmp.unlink(missing_ok=True)
+    result["prepared"] = done is not None
+    result["changed"] = done is not None
+    return result
+
+
+def _take_earlier_copy(directory: Path, raw: Path, options: BackupOptions) -> bool:
+    """Move the directory's earlier copy (if any) onto ``raw`` for a snapshot to start from."""
+    if options.method != "snapshot":
+        return False
+    try:
+        os.replace(directory / BASE_NAME, raw)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _write_backup(
@@ -402,7 +467,8 @@ def _write_backup(
     # Removed on any failure: temporaries, and the data file if its manifest never got its name.
     leftovers = [raw]
     try:
-        facts, db_sha, method = _verified_image(db, raw, options)
+        reuse = _take_earlier_copy(directory, raw, options)
+        facts, db_sha, copy = _verified_image(db, raw, options, reuse)
         fault_point("verified")
         if same_as is not None and same_as.data["db_sha256"] == db_sha:
             return None
@@ -420,7 +486,7 @@ def _write_backup(
             "source": str(db),
             "source_journal_mode": source_journal_mode(db),
             "sqlite_version": sqlite3.sqlite_version,
-            "method": method,
+            "method": copy.method,
             "check": options.check,
             "compression": options.compression,
             "duration_ms": int((time.monotonic() - started) * 1000),
@@ -433,15 +499,24 @@ def _write_backup(
             leftover.unlink(missing_ok=True)
     summary = mf.read_manifest(manifest_path).summary()
     summary["duration_ms"] = data["duration_ms"]
+    summary["written_bytes"] = copy.written
     return summary
 
 
-def _verified_image(db: Path, raw: Path, options: BackupOptions) -> tuple[dict[str, Any], str, str]:
-    """Copy ``db`` to ``raw`` and verify the copy; return its facts, sha256 and copy method."""
+def _verified_image(
+    db: Path, raw: Path, options: BackupOptions, reuse: bool = False
+) -> tuple[dict[str, Any], str, Copy]:
+    """Copy ``db`` to ``raw`` (onto the earlier copy it holds, with ``reuse``) and verify the
+    copy; return its facts, sha256 and how it was copied."""
     directory = raw.parent
     with reported(BackupError, db=db, writing=raw, doing=f"copying {db} into {directory}"):
         copy = copy_database(
-            db, raw, options.method, step_pages=options.step_pages, step_sleep=options.step_sleep
+            db,
+            raw,
+            options.method,
+            step_pages=options.step_pages,
+            step_sleep=options.step_sleep,
+            reuse=reuse,
         )
     fault_point("copied")
     with reported(BackupError, db=raw, doing=f"checking the copy of {db}"):
@@ -466,7 +541,7 @@ def _verified_image(db: Path, raw: Path, options: BackupOptions) -> tuple[dict[s
     refusal = options.refusal(facts.pop("tables"), f"the copy of database {db}")
     if refusal:
         raise BackupError(refusal)
-    return facts, db_sha, copy.method
+    return facts, db_sha, copy
 
 
 def _pack(

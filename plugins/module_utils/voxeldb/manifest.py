@@ -67,6 +67,9 @@ _NAME_TIME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*-(?P<stamp>\d{8}T\d{12}Z
 #: Tables that do not make a database a world database (SQLite's own and the migration log).
 BOOKKEEPING_TABLES = frozenset({"schema_migrations"})
 LOCK_FILE = ".voxeldb.lock"
+#: The earlier copy of the database a deploy prepares for its backup (backup.prepare_copy): not
+#: a backup and not an orphan; the next backup into the directory takes it.
+BASE_FILE = ".voxeldb-earlier-copy.db"
 
 
 def zstd_available() -> bool:
@@ -260,7 +263,7 @@ def orphan_files(backup_dir: str | os.PathLike[str]) -> list[str]:
     claimed = _claimed_files(directory)
     found = []
     for path in sorted(directory.iterdir()):
-        if path.name == LOCK_FILE:
+        if path.name in (LOCK_FILE, BASE_FILE):
             continue
         temporary = path.name.startswith(TMP_PREFIX)
         if temporary or (not path.name.endswith(MANIFEST_SUFFIX) and path.name not in claimed):

@@ -22,6 +22,14 @@ Why the file is a consistent image while a read transaction is open on it:
 The copy is flushed to disk as it grows (``FLUSH_EVERY``), so the game server's commits never
 wait behind the writeback of the whole copy at once.
 
+Onto an earlier image (``reuse``): when the target already holds a copy of the database from a
+little earlier (a deploy copies the world while the old version still serves, then backs it up
+after the stop), each block is compared with the target's and written only when it differs, and
+the target is cut to the database's size. The result is the same bytes as a copy into an empty
+file, whatever the target held (another database, garbage, a longer file): every block is
+compared, and the digest is of the database's blocks. Only the writes, and so the fsync, shrink
+to what changed.
+
 The image is the one ``journal_mode=DELETE`` would make of the copy: the header's file format
 bytes (offsets 18 and 19) say "rollback journal" (1) instead of "WAL" (2), so the copy is one
 self-contained file; nothing else in the file depends on the journal mode.
@@ -29,6 +37,7 @@ self-contained file; nothing else in the file depends on the journal mode.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import queue
@@ -112,6 +121,14 @@ class _Flusher(threading.Thread):
         return self.error
 
 
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """A finished snapshot copy: the sha256 of its bytes and how many of them were written."""
+
+    sha256: str
+    written: int
+
+
 def _copy_blocks(
     source_path: Path,
     src: BinaryIO,
@@ -119,9 +136,11 @@ def _copy_blocks(
     size: int,
     blocks: queue.Queue[bytes | None],
     flusher: _Flusher,
-) -> None:
-    """Read ``size`` bytes in blocks, write each, hand it to the hasher, ask for flushes."""
-    offset = 0
+    reuse: bool,
+) -> int:
+    """Read ``size`` bytes in blocks, write each (with ``reuse``, each that differs from what
+    ``dst`` holds there), hand it to the hasher, ask for flushes; return the bytes written."""
+    offset = written = 0
     while offset < size:
         block = src.read(min(BLOCK, size - offset))
         if not block:
@@ -130,16 +149,21 @@ def _copy_blocks(
             )
         if offset == 0:
             block = block[:FORMAT_OFFSET] + ROLLBACK_FORMAT + block[FORMAT_OFFSET + 2 :]
-        view = memoryview(block)
-        while view:
-            view = view[dst.write(view) :]
         blocks.put(block)
+        if not reuse or os.pread(dst.fileno(), len(block), offset) != block:
+            view = memoryview(block)
+            dst.seek(offset)
+            while view:
+                view = view[dst.write(view) :]
+            if written % FLUSH_EVERY + len(block) >= FLUSH_EVERY:
+                flusher.asked.set()
+            written += len(block)
         offset += len(block)
-        if offset % FLUSH_EVERY < len(block):
-            flusher.asked.set()
+    dst.truncate(size)
+    return written
 
 
-def _copy_and_hash(source_path: Path, size: int, target: Path) -> str:
+def _copy_and_hash(source_path: Path, size: int, target: Path, reuse: bool) -> Snapshot:
     """Copy the first ``size`` bytes of ``source_path`` to ``target``; return their sha256.
 
     The copy is on disk when this returns: flushed in a thread as it grows, then once more.
@@ -149,11 +173,14 @@ def _copy_and_hash(source_path: Path, size: int, target: Path) -> str:
     hasher = threading.Thread(target=_hash_blocks, args=(blocks, digest), daemon=True)
     hasher.start()
     try:
-        with open(source_path, "rb", buffering=0) as src, open(target, "wb", buffering=0) as dst:
+        with (
+            open(source_path, "rb", buffering=0) as src,
+            open(target, "r+b", buffering=0) if reuse else open(target, "wb", buffering=0) as dst,
+        ):
             flusher = _Flusher(dst.fileno())
             flusher.start()
             try:
-                _copy_blocks(source_path, src, dst, size, blocks, flusher)
+                written = _copy_blocks(source_path, src, dst, size, blocks, flusher, reuse)
             finally:
                 error = flusher.finish()  # the thread never outlives the file it flushes
             if error is not None:
@@ -161,13 +188,21 @@ def _copy_and_hash(source_path: Path, size: int, target: Path) -> str:
     finally:
         blocks.put(None)
         hasher.join()
-    return digest.hexdigest()
+    return Snapshot(digest.hexdigest(), written)
 
 
 def snapshot_copy(
-    db_path: Path, target: Path, *, busy_timeout: float = 30.0, attempts: int = ATTEMPTS
-) -> str | None:
-    """Copy a consistent image of ``db_path`` into ``target`` (replaced); return its sha256.
+    db_path: Path,
+    target: Path,
+    *,
+    busy_timeout: float = 30.0,
+    attempts: int = ATTEMPTS,
+    reuse: bool = False,
+) -> Snapshot | None:
+    """Copy a consistent image of ``db_path`` into ``target``; return its sha256.
+
+    ``target`` is replaced; with ``reuse`` it must exist, and only the blocks that differ from
+    what it holds are written (see the module's text).
 
     Returns None, with nothing written, when no read transaction found the WAL fully
     backfilled in ``attempts`` tries: the caller then copies another way.
@@ -185,7 +220,7 @@ def snapshot_copy(
         try:
             pages = source.execute("PRAGMA page_count").fetchone()[0]
             page_size = source.execute("PRAGMA page_size").fetchone()[0]
-            return _copy_and_hash(db_path, pages * page_size, target)
+            return _copy_and_hash(db_path, pages * page_size, target, reuse)
         finally:
             source.execute("ROLLBACK")
     finally:
