@@ -397,6 +397,12 @@ GODOT_SOURCE = [
             "deploy_preflight_min_free_mib asks for 999999999",
         ),
         (
+            # Room for the tiny default, not for a world of its size a billion times: the
+            # world's size is read (the world and its WAL).
+            ["-e", "deploy_version=5.0.0", "-e", "deploy_preflight_backup_factor=1000000000"],
+            "deploy_preflight_backup_factor is 1000000000",
+        ),
+        (
             ["-e", "deploy_version=5.0.0", "-e", f"server_build_registry=127.0.0.1:{free_port()}"],
             "is not reachable from the controller",
         ),
@@ -411,7 +417,14 @@ GODOT_SOURCE = [
             "templates",
         ),
     ],
-    ids=["version-space", "disk", "registry-unreachable", "unknown-preset", "missing-templates"],
+    ids=[
+        "version-space",
+        "disk",
+        "disk-world-size",
+        "registry-unreachable",
+        "unknown-preset",
+        "missing-templates",
+    ],
 )
 def test_bad_input_fails_in_preflight(
     site: dict, ansible_env: dict, extra: list[str], message: str
