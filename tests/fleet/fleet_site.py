@@ -139,7 +139,8 @@ def build_site(fleet: Fleet, registry: str, mirror: str, ansible_env: dict[str, 
             "game_server_network_mode": "host",
             "game_server_stop_grace": 10,
             # A healthy start takes seconds; on CI's 2 cores, with a Molecule scenario and the
-            # deploy test beside it, the canary once took over 30 s and was rolled back.
+            # deploy test beside it, the canary once took over 30 s and was rolled back. Real
+            # seconds: the gate ends at a time (the two failing deploys wait it out once each).
             "game_server_health_timeout": 90,
             "deploy_preflight_min_free_mib": 1,
         },

@@ -117,7 +117,9 @@ def site(tmp_path_factory: pytest.TempPathFactory, registry: str, discord: dict)
                                     "game_server_status_port": status_port,
                                     "game_server_game_port": free_port(),
                                     "game_server_stop_grace": 10,
-                                    "game_server_health_timeout": 30,
+                                    # Real seconds (the gate ends at a time): a healthy
+                                    # start takes seconds, more beside the rest of the suite.
+                                    "game_server_health_timeout": 60,
                                     # As the inventories set them: the database playbooks
                                     # and runbooks work on the deployed world.
                                     "db_ops_db_path": str(root / "server/data/world.db"),
