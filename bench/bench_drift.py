@@ -3,9 +3,10 @@
 
 Every fleet size is measured with three controller settings in the same run:
 
-* ``defaults``     - Ansible's defaults: a config file that only sets the paths the repository
-  needs (roles, collections), so 5 forks, no pipelining, full fact gathering, no fact cache,
-  interpreter discovery, facts injected as variables, vars plugins run for every task;
+* ``defaults``     - Ansible's defaults: a config file that only sets what the repository
+  needs (roles and collections paths, its ``repo_root`` vars plugin), so 5 forks, no
+  pipelining, full fact gathering, no fact cache, interpreter discovery, facts injected as
+  variables, vars plugins run for every task;
 * ``tuned``        - what the scheduler runs: ``scripts/drift-check --strategy mitogen``, that is
   the project's ``ansible.cfg`` (50 forks, pipelining, minimal fact subset, fact cache, named
   interpreter, no fact injection, vars plugins at inventory load) and mitogen's
@@ -158,6 +159,9 @@ def defaults_cfg(work: Path) -> Path:
         "# Ansible's defaults, except the paths the repository needs.\n[defaults]\n"
         f"roles_path = {REPO / 'roles'}\ncollections_path = {REPO / 'collections'}\n"
         "interpreter_python = auto_silent\n"
+        # The repository root the roles build their paths on (plugins/vars/repo_root.py), before
+        # Ansible's default vars plugin; run as often as Ansible's default says (every task).
+        "vars_plugins_enabled = mmo_voxel.ops.repo_root,host_group_vars\n"
     )
     return cfg
 
