@@ -46,6 +46,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -437,14 +438,23 @@ def prepare_copy(
 
 
 def _take_earlier_copy(directory: Path, raw: Path, options: BackupOptions) -> bool:
-    """Move the directory's earlier copy (if any) onto ``raw`` for a snapshot to start from."""
+    """Move the directory's earlier copy (if any) onto ``raw`` for a snapshot to start from.
+
+    Only a regular file with no other name is written into: a link planted under that name
+    (to /etc/shadow, say) is dropped, never followed, and the copy starts from an empty file.
+    """
     if options.method != "snapshot":
         return False
     try:
         os.replace(directory / BASE_NAME, raw)
     except FileNotFoundError:
         return False
-    return True
+    found = os.lstat(raw)
+    if stat.S_ISREG(found.st_mode) and found.st_nlink == 1:
+        return True
+    raw.unlink()
+    raw.touch(mode=0o600, exist_ok=False)
+    return False
 
 
 def _write_backup(

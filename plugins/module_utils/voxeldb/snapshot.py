@@ -175,7 +175,10 @@ def _copy_and_hash(source_path: Path, size: int, target: Path, reuse: bool) -> S
     try:
         with (
             open(source_path, "rb", buffering=0) as src,
-            open(target, "r+b", buffering=0) if reuse else open(target, "wb", buffering=0) as dst,
+            # The earlier copy is written in place: never through a link put in its place.
+            open(os.open(target, os.O_RDWR | os.O_NOFOLLOW), "r+b", buffering=0)
+            if reuse
+            else open(target, "wb", buffering=0) as dst,
         ):
             flusher = _Flusher(dst.fileno())
             flusher.start()

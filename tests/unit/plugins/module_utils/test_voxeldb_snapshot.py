@@ -229,3 +229,26 @@ def test_a_forced_backup_does_not_read_the_newest_backup(tmp_path, monkeypatch):
     assert read == []
     assert create_backup(db, backups)["changed"] is False  # unforced: compared with the newest
     assert len(read) == 1
+
+
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_a_link_planted_as_the_earlier_copy_is_never_written_through(tmp_path, link):
+    db = make_world(tmp_path / "db" / "world.db")
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"not the world's to overwrite\n")
+    planted = backups / mf.BASE_FILE
+    if link == "symbolic":
+        planted.symlink_to(victim)
+    else:
+        os.link(victim, planted)
+
+    create_backup(db, backups, force=True)
+
+    assert victim.read_bytes() == b"not the world's to overwrite\n"
+    (manifest,) = manifests(backups)
+    assert sha256_file(manifest.data_path) == manifest.data["db_sha256"]
+    with mf.open_db_image(manifest, tmp_path) as image:
+        assert dump(image) == dump(db)
+    assert not planted.exists()
