@@ -37,19 +37,14 @@ options:
 """
 
 EXAMPLES = r"""
-- name: Ask dpkg which of the role's packages are installed (apt's cache is not opened)
-  ansible.builtin.command:
-    argv: "{{ base_packages | mmo_voxel.ops.dpkg_query }}"
-  register: base_packages_query
-  changed_when: false
-  failed_when: false  # exit 1 when dpkg does not know one of them: apt below installs it
-  check_mode: false
-
+# base_packages_query: the registered result of mmo_voxel.ops.dpkg_query's example.
 - name: Install the packages dpkg does not show installed
   ansible.builtin.apt:
-    name: "{{ base_packages | mmo_voxel.ops.dpkg_missing(base_packages_query) }}"
+    name: "{{ base_packages_missing }}"
     state: present
-  when: base_packages | mmo_voxel.ops.dpkg_missing(base_packages_query) | length > 0
+  vars:
+    base_packages_missing: "{{ base_packages | mmo_voxel.ops.dpkg_missing(base_packages_query) }}"
+  when: base_packages_missing | length > 0
 """
 
 RETURN = r"""

@@ -156,6 +156,12 @@ class Entry:
     after: State
 
 
+def now(target: str) -> State:
+    """A directory's owner, group and permission bits as the disk has them (links followed)."""
+    st = os.stat(target)
+    return State(st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+
+
 def current_umask() -> int:
     """The process's umask (reading it means setting it: put it back at once)."""
     umask = os.umask(0)
@@ -229,8 +235,7 @@ def parent_of(target: str, planned: dict[str, State]) -> State:
     if parent in planned:
         return planned[parent]
     if os.path.isdir(parent):
-        st = os.stat(parent)
-        return State(st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+        return now(parent)
     if os.path.lexists(parent):
         raise PlanError(f"its parent {parent} is not a directory")
     raise PlanError(
@@ -258,8 +263,7 @@ def plan(items: list[dict[str, Any]]) -> list[Entry]:
             if target in planned:
                 before = planned[target]
             elif os.path.isdir(target):
-                st = os.stat(target)
-                before = State(st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+                before = now(target)
             elif os.path.lexists(target):
                 raise PlanError(f"it exists and is {describe(path)}")
             else:  # absent, or a link to nothing: file creates the link's target
@@ -331,11 +335,6 @@ def diff_line(path: str, state: State | None) -> str:
     if state is None:
         return f"{path} (absent)\n"
     return f"{path} {user_name(state.uid)}:{group_name(state.gid)} {state.mode:04o}\n"
-
-
-def now(target: str) -> State:
-    st = os.stat(target)
-    return State(st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
 
 
 def main() -> None:

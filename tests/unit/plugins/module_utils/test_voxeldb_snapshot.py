@@ -137,27 +137,17 @@ def test_a_backup_onto_the_prepared_copy_writes_only_what_changed(tmp_path, page
     assert plain.data["db_sha256"] == manifest.data["db_sha256"]
 
 
-def hostile_copies(db, other):
-    image = db.read_bytes()
-    return {
-        "garbage, longer than the world": os.urandom(len(image) + 3 * 4096 + 17),
-        "another database": other.read_bytes(),
-        "empty": b"",
-        "the first half of the world": image[: len(image) // 2],
-        "the world with every byte flipped": bytes(b ^ 0xFF for b in image),
-    }
+# What a hostile or stale earlier copy may hold, from the world's image and another database's.
+HOSTILE_COPIES = {
+    "garbage, longer than the world": lambda image, other: os.urandom(len(image) + 3 * 4096 + 17),
+    "another database": lambda image, other: other,
+    "empty": lambda image, other: b"",
+    "the first half of the world": lambda image, other: image[: len(image) // 2],
+    "the world with every byte flipped": lambda image, other: bytes(b ^ 0xFF for b in image),
+}
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "garbage, longer than the world",
-        "another database",
-        "empty",
-        "the first half of the world",
-        "the world with every byte flipped",
-    ],
-)
+@pytest.mark.parametrize("kind", HOSTILE_COPIES)
 def test_whatever_the_earlier_copy_holds_the_backup_is_the_world(tmp_path, page_blocks, kind):
     db = make_world(tmp_path / "db" / "world.db", chunks=50)
     other = make_world(tmp_path / "other" / "world.db", chunks=80, seed=7)
@@ -165,7 +155,7 @@ def test_whatever_the_earlier_copy_holds_the_backup_is_the_world(tmp_path, page_
     (plain,) = manifests(tmp_path / "from-nothing")
     backups = tmp_path / "backups"
     backups.mkdir()
-    (backups / mf.BASE_FILE).write_bytes(hostile_copies(db, other)[kind])
+    (backups / mf.BASE_FILE).write_bytes(HOSTILE_COPIES[kind](db.read_bytes(), other.read_bytes()))
 
     create_backup(db, backups, force=True)
 
