@@ -29,6 +29,10 @@ Usage: .venv/bin/python bench/bench_drift.py [--hosts 1,10,30]
                                              [--inotify]
 30 systemd containers need more inotify instances than the kernel's default 128 per user:
 --inotify raises fs.inotify.max_user_instances (root) instead of stopping with a message.
+Each cell also gives where its CPU went: the controller (ansible-playbook, its workers, the docker
+CLI), the hosts (the module runs inside the containers, from their cgroups) and the engine
+(dockerd, containerd, the shims). Once per run it measures what one module run costs inside a
+host: a bare Python start and one AnsiballZ `stat` module, 20 runs each.
 Prints a table and writes bench/results/drift-<time>.json. Never run from the tests: figures
 are recorded in bench/README.md.
 """
@@ -36,12 +40,14 @@ are recorded in bench/README.md.
 from __future__ import annotations
 
 import argparse
+import glob
 import importlib.machinery
 import importlib.util
 import json
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -231,13 +237,97 @@ def converge_image(work: Path) -> None:
         subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
 
 
+def hosts_cpu_s() -> float:
+    """CPU seconds used so far inside the containers (cgroup v1 cpuacct): the module runs."""
+    paths = glob.glob("/sys/fs/cgroup/cpuacct/docker/*/cpuacct.usage")
+    return sum(int(Path(p).read_text()) for p in paths) / 1e9
+
+
+def engine_cpu_s() -> float:
+    """CPU seconds of dockerd, containerd and the containerd shims, with their reaped children.
+
+    A `docker exec`'d process is a child of its container's shim, so this includes what
+    hosts_cpu_s() counts; the engine's own share is the difference.
+    """
+    ticks = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.index("(") + 1 : stat.rindex(")")].startswith(("dockerd", "containerd")):
+            fields = stat[stat.rindex(")") + 2 :].split()
+            ticks += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def controller_cpu_s() -> float:
+    """CPU seconds of this script's finished children: ansible-playbook, its workers, docker CLI."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_split(
+    before: tuple[float, float, float], after: tuple[float, float, float]
+) -> dict[str, float]:
+    controller, hosts, engine = (b - a for a, b in zip(before, after, strict=True))
+    return {
+        "controller_cpu_s": round(controller, 1),
+        "hosts_cpu_s": round(hosts, 1),
+        "engine_cpu_s": round(engine - hosts, 1),
+    }
+
+
+def cpu_now() -> tuple[float, float, float]:
+    return controller_cpu_s(), hosts_cpu_s(), engine_cpu_s()
+
+
+def module_run_cost(name: str, runs: int = 20) -> dict[str, float]:
+    """CPU milliseconds inside a host per run: a bare Python, and one AnsiballZ `stat` module.
+
+    What every module run outside mitogen costs on the host, whichever Ansible settings the
+    controller uses: a fresh Python that imports Ansible's module_utils from the module's zip.
+    """
+    container = sh("docker", "inspect", "-f", "{{.Id}}", name).stdout.strip()
+    usage = Path(f"/sys/fs/cgroup/cpuacct/docker/{container}/cpuacct.usage")
+    keep = {**base_env(), "ANSIBLE_KEEP_REMOTE_FILES": "1", "ANSIBLE_PIPELINING": "0"}
+    sh(
+        str(VENV_BIN / "ansible"),
+        "all",
+        "-i",
+        f"{name},",
+        "-c",
+        "docker",
+        "-m",
+        "ansible.builtin.stat",
+        "-a",
+        "path=/etc/hosts",
+        env=keep,
+    )
+    module = sh("docker", "exec", name, "sh", "-c", "ls /root/.ansible/tmp/*/AnsiballZ_stat.py")
+    module_path = module.stdout.split()[-1]
+    costs = {}
+    for label, argv in (
+        ("python_start_ms", ["/usr/bin/python3", "-c", "pass"]),
+        ("stat_module_ms", ["/usr/bin/python3", module_path]),
+    ):
+        before = int(usage.read_text())
+        for _ in range(runs):
+            sh("docker", "exec", name, *argv)
+        costs[label] = round((int(usage.read_text()) - before) / runs / 1e6, 1)
+    sh("docker", "exec", name, "rm", "-rf", "/root/.ansible/tmp")
+    return costs
+
+
 def measure(mode: str, names: list[str], work: Path) -> dict[str, Any]:
     inventory = write_inventory(work, names)
     command, env = check_command(mode, inventory, work)
     subprocess.run(["rm", "-rf", str(work / "facts")], check=True)
+    cpu_before = cpu_now()
     began = time.monotonic()
     run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     wall = time.monotonic() - began
+    cpu = cpu_split(cpu_before, cpu_now())
     recap = {m[1]: (int(m[2]), int(m[3]), int(m[4])) for m in RECAP.finditer(run.stdout)}
     host_tasks = sum(ok + skipped for ok, _, skipped in recap.values())
     report_path = work / "reports" / mode / "latest.json"
@@ -267,12 +357,18 @@ def measure(mode: str, names: list[str], work: Path) -> dict[str, Any]:
         "s_per_host_task": round(wall / host_tasks, 4) if host_tasks else None,
         "tasks_per_host": round(host_tasks / len(names), 1) if names else None,
         "valid": valid,
+        **cpu,
         "summary": summary,
         "rc": run.returncode,
     }
 
 
-def save(started: str, notes: list[str], results: list[dict[str, Any]]) -> Path:
+def save(
+    started: str,
+    notes: list[str],
+    results: list[dict[str, Any]],
+    module: dict[str, float] | None = None,
+) -> Path:
     """Write bench/results/drift-<started>.json with the cells measured so far."""
     out = REPO / "bench" / "results" / f"drift-{started}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -282,6 +378,8 @@ def save(started: str, notes: list[str], results: list[dict[str, Any]]) -> Path:
         "kernel": platform.release(),
     }
     data = {"started": started, "machine": machine, "image": IMAGE, "notes": notes}
+    if module:
+        data["module_run_cost"] = module
     out.write_text(json.dumps({**data, "results": results}, indent=2) + "\n")
     return out
 
@@ -301,6 +399,7 @@ def main(argv: list[str]) -> int:
     modes = args.modes.split(",")
     results: list[dict[str, Any]] = []
     notes: list[str] = []
+    module: dict[str, float] = {}
     if "tuned" in modes and not mitogen_available():
         notes.append("mitogen does not import with this ansible-core: tuned skipped (fallback)")
         modes.remove("tuned")
@@ -318,14 +417,19 @@ def main(argv: list[str]) -> int:
                     if name not in docker_names():
                         start(name, CONVERGED)
                 wait_running(names)
+                if not module:
+                    module = module_run_cost(names[0])
+                    print(f"one module run inside a host: {module}", flush=True)
                 for mode in modes:
                     result = measure(mode, names, work)
                     results.append(result)
-                    save(started, notes, results)  # an interrupted run keeps its cells
+                    save(started, notes, results, module)  # an interrupted run keeps its cells
                     print(
                         f"{mode:12} {size:3} hosts: {result['wall_s']:7.1f} s, "
                         f"{result['host_tasks']} host-tasks, "
-                        f"{result['s_per_host_task']} s/host-task"
+                        f"{result['s_per_host_task']} s/host-task; CPU s: controller "
+                        f"{result['controller_cpu_s']}, hosts {result['hosts_cpu_s']}, "
+                        f"engine {result['engine_cpu_s']}"
                         + ("" if result["valid"] else "  (INVALID: not a clean no-op run)"),
                         flush=True,
                     )
@@ -333,8 +437,9 @@ def main(argv: list[str]) -> int:
             remove_containers()
             subprocess.run(["docker", "rmi", CONVERGED], check=False, capture_output=True)
     table = [
-        "| hosts | mode | wall s | host-tasks | s per host-task | x defaults |",
-        "|---|---|---:|---:|---:|---:|",
+        "| hosts | mode | wall s | host-tasks | s per host-task | x defaults "
+        "| CPU s controller | hosts | engine |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         base = next(
@@ -343,12 +448,13 @@ def main(argv: list[str]) -> int:
         speedup = f"{base['wall_s'] / r['wall_s']:.1f}" if base and r["wall_s"] else "-"
         table.append(
             f"| {r['hosts']} | {r['mode']} | {r['wall_s']:.1f} | {r['host_tasks']} | "
-            f"{r['s_per_host_task']} | {speedup} |"
+            f"{r['s_per_host_task']} | {speedup} | {r['controller_cpu_s']} | "
+            f"{r['hosts_cpu_s']} | {r['engine_cpu_s']} |"
         )
     print("\n".join(table))
     for note in notes:
         print(note)
-    out = save(started, notes, results)
+    out = save(started, notes, results, module)
     print(f"results: {out.relative_to(REPO)}")
     return 0 if all(r["valid"] for r in results) else 1
 
