@@ -23,39 +23,54 @@ GOOD_USER = {"name": "alice", "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA
         ),
         pytest.param(
             {"base_timezone": "Mars/Olympus_Mons"},
-            "Assert base_timezone names an IANA time zone",
+            "Assert the host and the variables are usable",
             r"base_timezone 'Mars/Olympus_Mons' is not an IANA time zone name",
             id="unknown-timezone",
         ),
         pytest.param(
             {"base_admin_users": [{"name": "Bad Name"}]},
-            "Assert every admin user has a valid, unique login name",
-            r"base_admin_users\[0\]\.name 'Bad Name' must be a unique login name",
+            "Assert the host and the variables are usable",
+            r'base_admin_users: "Bad Name" must each be one unique login name',
             id="invalid-login",
         ),
         pytest.param(
             {"base_admin_users": [GOOD_USER, GOOD_USER]},
-            "Assert every admin user has a valid, unique login name",
-            r"base_admin_users\[1\]\.name 'alice' must be a unique login name",
+            "Assert the host and the variables are usable",
+            r'base_admin_users: "alice" must each be one unique login name',
             id="duplicate-login",
         ),
         pytest.param(
             {"base_admin_users": [{"name": "bob", "ssh_keys": ["-----BEGIN OPENSSH PRIVATE"]}]},
-            "Assert every admin SSH key is a single public key line",
-            r"base_admin_users entry 'bob': ssh_keys holds something that is not one public key",
+            "Assert the host and the variables are usable",
+            r'base_admin_users entry "bob": ssh_keys holds something that\s+is not one public key',
             id="not-a-public-key",
         ),
         pytest.param(
             {"base_locale": "english"},
-            "Assert the locales have the form",
+            "Assert the host and the variables are usable",
             r"base_locale 'english' is not a locale like en_US.UTF-8",
             id="bad-locale",
         ),
         pytest.param(
             {"base_journald_system_max_use": "lots"},
-            "Assert the journald sizes carry a unit",
+            "Assert the host and the variables are usable",
             r"base_journald_system_max_use 'lots' must be a size",
             id="bad-journald-size",
+        ),
+        pytest.param(
+            # Several mistakes at once: the one check names every one of them.
+            {
+                "base_timezone": "Mars/Olympus_Mons",
+                "base_locales_extra": ["de_DE.UTF-8", "klingon"],
+                "base_journald_runtime_max_use": "some",
+                "base_unattended_upgrades_reboot_time": "25:00",
+            },
+            "Assert the host and the variables are usable",
+            r"base_timezone 'Mars/Olympus_Mons' is not an IANA.*"
+            r'base_locales_extra holds "klingon", not locales.*'
+            r"base_journald_runtime_max_use 'some' must be a size.*"
+            r"base_unattended_upgrades_reboot_time '25:00' must be HH:MM",
+            id="several-mistakes-named-at-once",
         ),
         pytest.param(
             {"base_admin_sudo_nopasswd": "perhaps"},

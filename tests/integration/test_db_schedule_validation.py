@@ -41,27 +41,27 @@ def paths(tmp_path: Path) -> dict:
     [
         pytest.param(
             {"db_schedule_backup_on_calendar": ["*-*-* 00:00:00", "*-*-* 25:00:00"]},
-            "Assert every calendar time is a systemd calendar expression",
+            "Assert systemd runs where asked for and understands every calendar time",
             r"db_schedule_backup_on_calendar '\*-\*-\* 25:00:00' is not a valid systemd calendar",
             id="backup-time-not-a-calendar",
         ),
         pytest.param(
             {"db_schedule_timezone": "Asia/Tokio"},
-            "Assert db_schedule_timezone names an IANA time zone",
+            "Assert the host and the variables are usable",
             r"db_schedule_timezone 'Asia/Tokio' is not an IANA time zone name",
             id="studio-zone-unknown",
         ),
         pytest.param(
             # The zone is db_schedule_timezone's: a time with a zone of its own is refused.
             {"db_schedule_check_on_calendar": "Sun *-*-* 03:00:00 UTC"},
-            "Assert every calendar time is a systemd calendar expression",
+            "Assert systemd runs where asked for and understands every calendar time",
             r"db_schedule_check_on_calendar 'Sun \*-\*-\* 03:00:00 UTC' is not a valid systemd"
             r" calendar expression without a zone \(the zone is db_schedule_timezone, Asia/Tokyo",
             id="calendar-time-with-its-own-zone",
         ),
         pytest.param(
             {"db_schedule_drill_on_calendar": "every sunday"},
-            "Assert every calendar time is a systemd calendar expression",
+            "Assert systemd runs where asked for and understands every calendar time",
             r"db_schedule_drill_on_calendar 'every sunday' is not a valid systemd calendar",
             id="drill-time-not-a-calendar",
         ),
@@ -74,19 +74,44 @@ def paths(tmp_path: Path) -> dict:
                     "keep_monthly": 0,
                 }
             },
-            "Assert the retention keeps something",
+            "Assert the host and the variables are usable",
             r"db_schedule_retention .* would keep nothing",
             id="retention-keeps-nothing",
         ),
         pytest.param(
             {"db_schedule_litestream_enabled": True, "db_schedule_litestream_replicas": []},
-            "Assert the Litestream replicas are usable",
+            "Assert the host and the variables are usable",
             r"db_schedule_litestream_replicas must list at least one replica",
             id="litestream-without-replica",
         ),
         pytest.param(
+            # Several mistakes at once: each of the two checks names every one of its own.
+            {
+                "db_schedule_timezone": "Asia/Tokio",
+                "db_schedule_status_file": "status.json",
+                "db_schedule_cron_check": {"minute": "0", "hour": "three"},
+                "db_schedule_offhost_enabled": True,
+            },
+            "Assert the host and the variables are usable",
+            r"db_schedule_status_file 'status.json': each must be an absolute path.*"
+            r"db_schedule_timezone 'Asia/Tokio' is not an IANA.*"
+            r'db_schedule_cron_check \{"minute": "0", "hour": "three"\} needs minute and hour.*'
+            r"db_schedule_offhost_enabled is true: set db_schedule_offhost_dest",
+            id="several-mistakes-named-at-once",
+        ),
+        pytest.param(
+            {
+                "db_schedule_backup_on_calendar": ["*-*-* 25:00:00"],
+                "db_schedule_drill_on_calendar": "every sunday",
+            },
+            "Assert systemd runs where asked for and understands every calendar time",
+            r"db_schedule_backup_on_calendar '\*-\*-\* 25:00:00' is not a valid systemd calendar.*"
+            r"db_schedule_drill_on_calendar 'every sunday' is not a valid systemd calendar",
+            id="several-calendar-mistakes-named-at-once",
+        ),
+        pytest.param(
             {"db_schedule_scheduler": "systemd"},
-            "Assert systemd runs when systemd timers are asked for",
+            "Assert systemd runs where asked for and understands every calendar time",
             r"db_schedule_scheduler is 'systemd' but systemd is not running",
             id="systemd-without-systemd",
         ),

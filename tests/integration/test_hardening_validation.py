@@ -19,57 +19,73 @@ GOOD = {"hardening_ssh_allow_groups": ["admins"]}
     [
         pytest.param(
             {"hardening_ssh_allow_users": [], "hardening_ssh_allow_groups": []},
-            "Assert someone may still log in over SSH",
+            "Assert the host and the variables are usable",
             r"hardening_ssh_allow_users and hardening_ssh_allow_groups are both empty",
             id="nobody-allowed",
         ),
         pytest.param(
             {**GOOD, "hardening_ssh_allow_users": ["alice", "Bad User"]},
-            "Assert the allowed SSH users and groups are valid names",
-            r"hardening_ssh_allow_users holds 'Bad User', which is not a user or group name",
+            "Assert the host and the variables are usable",
+            r'hardening_ssh_allow_users holds "Bad User": each must be a user name',
             id="bad-user-name",
         ),
         pytest.param(
             {**GOOD, "hardening_ssh_port": 2222, "hardening_firewall_tcp_ports": [22, 443]},
-            "Assert the firewall opens the SSH port",
+            "Assert the host and the variables are usable",
             r"hardening_ssh_port 2222 is not in hardening_firewall_tcp_ports \[22, ?443\]",
             id="ssh-port-not-open",
         ),
         pytest.param(
             {**GOOD, "hardening_firewall_udp_ports": [70000]},
-            "Assert every firewall port is a port number",
-            r"hardening_firewall_udp_ports holds '70000', which is not a port number",
+            "Assert the host and the variables are usable",
+            r"hardening_firewall_udp_ports holds 70000:\s+each must be a port number",
             id="port-out-of-range",
         ),
         pytest.param(
             {**GOOD, "hardening_firewall_monitoring_sources": ["10.0.0.0/8", "10.0.0.300/24"]},
-            "Assert the monitoring sources are IP networks in CIDR form",
-            r"hardening_firewall_monitoring_sources holds '10.0.0.300/24'",
+            "Assert the host and the variables are usable",
+            r'hardening_firewall_monitoring_sources holds "10.0.0.300/24"',
             id="malformed-cidr",
         ),
         pytest.param(
             {**GOOD, "hardening_firewall_monitoring_sources": ["10.0.0.5/24"]},
-            "Assert the monitoring sources are IP networks in CIDR form",
-            r"hardening_firewall_monitoring_sources holds '10.0.0.5/24'.*without host bits",
+            "Assert the host and the variables are usable",
+            r'hardening_firewall_monitoring_sources holds "10.0.0.5/24".*without host bits',
             id="cidr-with-host-bits",
         ),
         pytest.param(
             {**GOOD, "hardening_fail2ban_ignoreip": ["office"]},
-            "Assert the fail2ban ignore list holds IP networks",
-            r"hardening_fail2ban_ignoreip holds 'office'",
+            "Assert the host and the variables are usable",
+            r'hardening_fail2ban_ignoreip holds "office"',
             id="ignoreip-not-an-address",
         ),
         pytest.param(
             {**GOOD, "hardening_fail2ban_bantime": "forever"},
-            "Assert the fail2ban times are fail2ban time spans",
+            "Assert the host and the variables are usable",
             r"hardening_fail2ban_bantime 'forever' must be a time span",
             id="bad-bantime",
         ),
         pytest.param(
             {**GOOD, "hardening_sysctl_extra": {"not a sysctl": 1}},
-            "Assert the sysctl names are kernel parameter names",
+            "Assert the host and the variables are usable",
             r"not a sysctl \(hardening_sysctls / hardening_sysctl_extra\) is not a sysctl name",
             id="bad-sysctl-name",
+        ),
+        pytest.param(
+            # Several mistakes at once: the one check names every one of them.
+            {
+                **GOOD,
+                "hardening_ssh_allow_users": ["alice", "Bad User", "Eve!"],
+                "hardening_firewall_tcp_ports": [22, 0],
+                "hardening_firewall_udp_ports": [70000],
+                "hardening_fail2ban_findtime": "soon",
+            },
+            "Assert the host and the variables are usable",
+            r'hardening_ssh_allow_users holds "Bad User", "Eve!": each must be a user name.*'
+            r"hardening_firewall_tcp_ports holds 0; hardening_firewall_udp_ports holds 70000:"
+            r"\s+each must be a port number.*"
+            r"hardening_fail2ban_findtime 'soon' must be a time span",
+            id="several-mistakes-named-at-once",
         ),
         pytest.param(
             {**GOOD, "hardening_ssh_log_level": "LOUD"},

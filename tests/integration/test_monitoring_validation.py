@@ -78,30 +78,44 @@ GOOD_WEBHOOK = "http://127.0.0.1:9/api/webhooks/1/validation-token"
                 "metrics_collector_status_timeout": 4,
                 "metrics_collector_db_timeout": 2,
             },
-            "Assert both reads fit inside one interval",
+            "Assert the host and the variables are usable",
             "must be positive and shorter than metrics_collector_interval (5)",
             id="timeouts-longer-than-interval",
         ),
         pytest.param(
             "metrics_collector",
             {"metrics_collector_output": "logs/metrics.jsonl"},
-            "Assert the paths are absolute",
-            "metrics_collector_output 'logs/metrics.jsonl' must be an absolute path",
+            "Assert the host and the variables are usable",
+            "metrics_collector_output 'logs/metrics.jsonl': each must be an absolute path",
             id="relative-output",
         ),
         pytest.param(
             "metrics_collector",
             {"metrics_collector_status_url": "127.0.0.1:8080/status"},
-            "Assert the status URL is an http URL",
+            "Assert the host and the variables are usable",
             "metrics_collector_status_url '127.0.0.1:8080/status' must be an http(s) URL",
             id="status-url-without-scheme",
         ),
         pytest.param(
             "metrics_collector",
             {"metrics_collector_shipper_host": "game 1; rm -rf /"},
-            "Assert the log shipper's settings",
+            "Assert the host and the variables are usable",
             "metrics_collector_shipper_host 'game 1; rm -rf /' a host name",
             id="shipper-host-not-a-name",
+        ),
+        pytest.param(
+            # Several mistakes at once: the one check names every one of them.
+            "metrics_collector",
+            {
+                "metrics_collector_output": "logs/metrics.jsonl",
+                "metrics_collector_install_dir": "opt/collector",
+                "metrics_collector_anti_cheat_top_players": 500,
+            },
+            "Assert the host and the variables are usable",
+            "metrics_collector_output 'logs/metrics.jsonl', metrics_collector_install_dir"
+            " 'opt/collector': each must be an absolute path without spaces or quotes;"
+            " metrics_collector_anti_cheat_top_players '500' must be a whole number from 0 to 100",
+            id="several-mistakes-named-at-once",
         ),
         pytest.param(
             "metrics_collector",
