@@ -7,6 +7,8 @@ drift is made by hand between runs, as an operator's hand fix would.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -252,6 +254,54 @@ def test_mitogen_and_linear_strategies_report_the_same_drift(fleet: dict) -> Non
     assert linear.returncode == 2, linear.stdout + linear.stderr
     assert "mitogen" not in linear.stderr
     assert comparable(latest(fleet)) == mitogen_report
+
+
+def allowed_cpus(status: str) -> str:
+    return re.search(r"Cpus_allowed_list:\s*([0-9,-]+)", status).group(1)
+
+
+def test_mitogen_leaves_cpu_placement_to_the_kernel_on_small_machines(
+    fleet: dict, tmp_path: Path
+) -> None:
+    """mitogen pins the strategy, its workers and their children to one CPU of a 2-CPU machine
+    (all but CPU 0 below 4 CPUs); the drift check's strategy (scripts/mitogen/mitogen_linear.py)
+    leaves a worker the CPUs this test may use."""
+    if (os.cpu_count() or 1) >= 4:
+        pytest.skip("4 CPUs or more: mitogen's own placement is kept")
+    playbook = tmp_path / "cpus.yml"
+    playbook.write_text(
+        "- name: Say where the controller's workers may run\n"
+        "  hosts: all\n"
+        "  gather_facts: false\n"
+        "  tasks:\n"
+        "    - name: Read the CPUs a worker may run on\n"
+        "      ansible.builtin.debug:\n"
+        "        msg: \"worker {{ lookup('ansible.builtin.pipe',"
+        " 'grep Cpus_allowed_list /proc/self/status') }}\"\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "-i",
+            str(fleet["inventory"]),
+            "--playbook",
+            str(playbook),
+            "--report-dir",
+            str(fleet["reports"]),
+            "--strategy",
+            "mitogen",
+        ],
+        env=fleet["env"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "strategy mitogen_linear" in result.stderr
+    worker = allowed_cpus(result.stdout.replace("\\t", " "))
+    assert worker == allowed_cpus(Path("/proc/self/status").read_text())
 
 
 def test_auto_falls_back_to_linear_where_mitogen_cannot_be_imported(fleet: dict) -> None:
