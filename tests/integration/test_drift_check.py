@@ -61,7 +61,11 @@ def fleet(tmp_path: Path, ansible_env: dict, ansible_playbook: str) -> dict:
 
 
 def drift_check(
-    fleet: dict, *extra: str, env: dict | None = None, python: str = sys.executable
+    fleet: dict,
+    *extra: str,
+    env: dict | None = None,
+    python: str = sys.executable,
+    playbook: Path = FIXTURES / "check.yml",
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
@@ -70,7 +74,7 @@ def drift_check(
             "-i",
             str(fleet["inventory"]),
             "--playbook",
-            str(FIXTURES / "check.yml"),
+            str(playbook),
             "--report-dir",
             str(fleet["reports"]),
             *extra,
@@ -279,25 +283,7 @@ def test_mitogen_leaves_cpu_placement_to_the_kernel_on_small_machines(
         "        msg: \"worker {{ lookup('ansible.builtin.pipe',"
         " 'grep Cpus_allowed_list /proc/self/status') }}\"\n"
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "-i",
-            str(fleet["inventory"]),
-            "--playbook",
-            str(playbook),
-            "--report-dir",
-            str(fleet["reports"]),
-            "--strategy",
-            "mitogen",
-        ],
-        env=fleet["env"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    result = drift_check(fleet, "--strategy", "mitogen", playbook=playbook)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "strategy mitogen_linear" in result.stderr
     worker = allowed_cpus(result.stdout.replace("\\t", " "))
